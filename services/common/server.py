@@ -1,0 +1,73 @@
+"""gRPC server bootstrap shared by every service: health, reflection, metrics, graceful stop.
+
+Health serves ``""``, ``liveness`` and ``readiness``. Liveness is SERVING as soon as the port is
+open; readiness (and ``""``) stay NOT_SERVING until the service calls :meth:`set_ready`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Iterable
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from services.common.interceptors import LoggingInterceptor
+
+logger = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+]
+
+
+class ServiceServer:
+    """One grpc.aio server with health and reflection for the given full service names."""
+
+    def __init__(self, name: str, address: str, service_names: Iterable[str]) -> None:
+        self.name = name
+        self.address = address
+        self.service_names = list(service_names)
+        self.server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[LoggingInterceptor()])
+        self.health = health_aio.HealthServicer()
+        self.port = 0
+
+    async def start(self, register: Callable[[grpc.aio.Server], None]) -> int:
+        """Registers the servicers, opens the port and marks liveness SERVING."""
+        register(self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+        reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], self.server)
+        self.port = self.server.add_insecure_port(self.address)
+        if self.port == 0:
+            raise OSError(f"{self.name}: cannot bind gRPC address {self.address}")
+        await self.server.start()
+        await self.health.set("liveness", SERVING)
+        await self.set_ready(False)
+        logger.info("grpc serving", extra={"kv": {"service": self.name, "port": self.port}})
+        return self.port
+
+    async def set_ready(self, ready: bool) -> None:
+        status = SERVING if ready else NOT_SERVING
+        for service in ("", "readiness", *self.service_names):
+            await self.health.set(service, status)
+
+    async def stop(self, grace: float = 2.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """SIGINT/SIGTERM set ``stop`` so that ``__main__`` can shut down cleanly."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
