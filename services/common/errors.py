@@ -1,14 +1,15 @@
-"""Errors that cross service boundaries, and their gRPC status codes."""
+"""Errors that cross service boundaries. No grpc here: servers map ``code`` to a status."""
 
 from __future__ import annotations
 
-import grpc
-
 
 class RequestError(Exception):
-    """A request failed for a reason a client should see; ``code`` is the gRPC status."""
+    """A request failed for a reason a client should see.
 
-    code = grpc.StatusCode.INTERNAL
+    ``code`` names the ``grpc.StatusCode`` and ``http_status`` the HTTP status of the failure.
+    """
+
+    code = "INTERNAL"
     http_status = 500
 
     def __init__(self, message: str, field: str | None = None) -> None:
@@ -16,21 +17,21 @@ class RequestError(Exception):
         self.field = field
 
 
-class InvalidArgument(RequestError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+class InvalidArgument(RequestError, ValueError):
+    code = "INVALID_ARGUMENT"
     http_status = 400
 
 
 class Overloaded(RequestError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = "RESOURCE_EXHAUSTED"
     http_status = 503
 
 
 class Unavailable(RequestError):
-    code = grpc.StatusCode.UNAVAILABLE
+    code = "UNAVAILABLE"
     http_status = 503
 
 
-async def abort_with(context: object, exc: RequestError) -> None:
-    """Ends a grpc.aio call with ``exc``'s status code and message."""
-    await context.abort(exc.code, str(exc))  # type: ignore[attr-defined]
+class NotFound(RequestError):
+    code = "NOT_FOUND"
+    http_status = 404

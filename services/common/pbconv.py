@@ -1,0 +1,135 @@
+"""Conversions between the shared protobuf messages and the domain types of services.common."""
+
+from __future__ import annotations
+
+import math
+
+from radixserve.v1 import common_pb2, worker_pb2
+from services.common.errors import InvalidArgument
+from services.common.types import (
+    ForwardMode,
+    ModelInfo,
+    ReqInput,
+    SamplingParams,
+    StepInput,
+    StepOutput,
+)
+
+DEFAULT_MAX_NEW_TOKENS = 128
+
+
+def sampling_from_pb(
+    pb: common_pb2.SamplingParams, default_max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+) -> SamplingParams:
+    """Fills unset fields with defaults and validates; raises InvalidArgument naming the field."""
+    sp = SamplingParams(
+        temperature=pb.temperature if pb.HasField("temperature") else 1.0,
+        top_p=pb.top_p if pb.HasField("top_p") else 1.0,
+        top_k=pb.top_k if pb.HasField("top_k") else -1,
+        seed=pb.seed if pb.HasField("seed") else None,
+        max_new_tokens=(
+            pb.max_new_tokens if pb.HasField("max_new_tokens") else default_max_new_tokens
+        ),
+        stop_token_ids=tuple(pb.stop_token_ids),
+        ignore_eos=pb.ignore_eos,
+        logprobs=pb.logprobs,
+    )
+    validate_sampling(sp)
+    return sp
+
+
+def validate_sampling(sp: SamplingParams) -> None:
+    if not math.isfinite(sp.temperature) or sp.temperature < 0:
+        raise InvalidArgument(f"must be >= 0, got {sp.temperature}", "temperature")
+    if not (0.0 < sp.top_p <= 1.0):
+        raise InvalidArgument(f"must be in (0, 1], got {sp.top_p}", "top_p")
+    if sp.top_k < -1:
+        raise InvalidArgument(f"must be -1, 0 or positive, got {sp.top_k}", "top_k")
+    if sp.max_new_tokens < 1:
+        raise InvalidArgument(f"must be >= 1, got {sp.max_new_tokens}", "max_new_tokens")
+    if any(t < 0 for t in sp.stop_token_ids):
+        raise InvalidArgument("token ids must be >= 0", "stop_token_ids")
+
+
+def sampling_to_pb(sp: SamplingParams) -> common_pb2.SamplingParams:
+    pb = common_pb2.SamplingParams(
+        temperature=sp.temperature,
+        top_p=sp.top_p,
+        top_k=sp.top_k,
+        max_new_tokens=sp.max_new_tokens,
+        stop_token_ids=list(sp.stop_token_ids),
+        ignore_eos=sp.ignore_eos,
+        logprobs=sp.logprobs,
+    )
+    if sp.seed is not None:
+        pb.seed = sp.seed
+    return pb
+
+
+_INFO_FIELDS = (
+    "model_name", "vocab_size", "max_context_len", "num_slots", "max_rows", "num_layers",
+    "hidden_size", "num_heads", "num_kv_heads", "head_dim", "dtype", "device", "tp_size",
+    "page_size",
+)  # fmt: skip
+
+
+def model_info_to_pb(info: ModelInfo) -> common_pb2.ModelInfo:
+    pb = common_pb2.ModelInfo(**{f: getattr(info, f) for f in _INFO_FIELDS})
+    pb.eos_token_ids.extend(info.eos_token_ids)
+    return pb
+
+
+def model_info_from_pb(pb: common_pb2.ModelInfo) -> ModelInfo:
+    return ModelInfo(
+        **{f: getattr(pb, f) for f in _INFO_FIELDS}, eos_token_ids=tuple(pb.eos_token_ids)
+    )
+
+
+def step_to_pb(step: StepInput) -> worker_pb2.ForwardRequest:
+    pb = worker_pb2.ForwardRequest(
+        step_id=step.step_id, mode=int(step.mode), release_rows=step.release_rows
+    )
+    for r in step.reqs:
+        req = pb.reqs.add(row=r.row, new_slots=r.new_slots, skip_sample=not r.sample)
+        if r.token_ids is not None:
+            req.token_ids.extend(r.token_ids)
+        if r.prefix_slots:
+            req.prefix_slots.extend(r.prefix_slots)
+        if r.sampling is not None:
+            req.sampling.CopyFrom(sampling_to_pb(r.sampling))
+    return pb
+
+
+def step_from_pb(pb: worker_pb2.ForwardRequest) -> StepInput:
+    reqs = []
+    for r in pb.reqs:
+        is_decode = len(r.token_ids) == 0
+        reqs.append(
+            ReqInput(
+                row=r.row,
+                new_slots=list(r.new_slots),
+                token_ids=None if is_decode else list(r.token_ids),
+                prefix_slots=list(r.prefix_slots) or None,
+                sampling=sampling_from_pb(r.sampling) if r.HasField("sampling") else None,
+                sample=not r.skip_sample,
+            )
+        )
+    return StepInput(pb.step_id, ForwardMode(pb.mode), reqs, list(pb.release_rows))
+
+
+def output_to_pb(out: StepOutput) -> worker_pb2.ForwardResponse:
+    return worker_pb2.ForwardResponse(
+        step_id=out.step_id,
+        token_ids=out.token_ids,
+        logprobs=out.logprobs or [],
+        forward_seconds=out.forward_seconds,
+    )
+
+
+def output_from_pb(pb: worker_pb2.ForwardResponse) -> StepOutput:
+    return StepOutput(
+        step_id=pb.step_id,
+        token_ids=list(pb.token_ids),
+        logprobs=list(pb.logprobs) or None,
+        forward_seconds=pb.forward_seconds,
+    )

@@ -1,0 +1,119 @@
+"""WorkerService servicer: pb <-> domain conversion around the ModelRunner, nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+
+from radixserve.v1 import worker_pb2, worker_pb2_grpc
+from services.common import pbconv
+from services.common.metrics import serve_metrics
+from services.common.server import ServiceServer
+from services.common.types import ForwardMode
+from services.worker.config import WorkerConfig
+from services.worker.metrics import WorkerMetrics
+
+logger = logging.getLogger(__name__)
+SERVICE = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
+
+
+class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
+    """Serves one ModelRunner. The runner is set once the model has loaded."""
+
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self.runner = None
+        self.metrics = metrics
+        # NOTE: one thread: steps must run in order and never concurrently on the model.
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="forward")
+
+    def attach(self, runner: object) -> None:
+        self.runner = runner
+        self.metrics.kv_slots.set(runner.info.num_slots)  # type: ignore[attr-defined]
+
+    async def GetWorkerInfo(
+        self, request: worker_pb2.GetWorkerInfoRequest, context: grpc.aio.ServicerContext
+    ) -> worker_pb2.GetWorkerInfoResponse:
+        if self.runner is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "model is still loading")
+        return worker_pb2.GetWorkerInfoResponse(info=pbconv.model_info_to_pb(self.runner.info))
+
+    async def Forward(
+        self,
+        request_iterator: AsyncIterator[worker_pb2.ForwardRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[worker_pb2.ForwardResponse]:
+        if self.runner is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "model is still loading")
+        loop = asyncio.get_running_loop()
+        logger.info("forward stream opened", extra={"kv": {"peer": context.peer()}})
+        async for pb in request_iterator:
+            try:
+                step = pbconv.step_from_pb(pb)
+                start = time.perf_counter()
+                out = await loop.run_in_executor(self.executor, self.runner.step, step)
+            except ValueError as exc:
+                # A bad step fails that step only; the stream and the other rows go on.
+                logger.warning("step rejected", extra={"kv": {"step": pb.step_id, "err": exc}})
+                self.metrics.errors.inc()
+                yield worker_pb2.ForwardResponse(step_id=pb.step_id, error=str(exc))
+                continue
+            self._observe(step, time.perf_counter() - start)
+            yield pbconv.output_to_pb(out)
+        logger.info("forward stream closed", extra={"kv": {"peer": context.peer()}})
+
+    def _observe(self, step: object, seconds: float) -> None:
+        mode = ForwardMode(step.mode).name.lower()  # type: ignore[attr-defined]
+        reqs = step.reqs  # type: ignore[attr-defined]
+        self.metrics.steps.labels(mode).inc()
+        self.metrics.step_seconds.labels(mode).observe(seconds)
+        self.metrics.batch_size.observe(len(reqs))
+        prefill = sum(len(r.new_slots) for r in reqs if not r.is_decode)
+        self.metrics.tokens.labels("prefill").inc(prefill)
+        self.metrics.tokens.labels("decode").inc(
+            len(reqs) - sum(1 for r in reqs if not r.is_decode)
+        )
+
+
+def build_runner(cfg: WorkerConfig) -> object:
+    """Loads the model (slow; shows progress). torch is imported only here."""
+    from services.worker.engine import ModelRunner, RunnerConfig
+
+    return ModelRunner(
+        RunnerConfig(
+            model=cfg.model or None,
+            load_format=cfg.load_format,
+            dtype=cfg.dtype,
+            device=cfg.device,
+            attention_backend=cfg.attention_backend or None,
+            num_slots=cfg.num_slots or None,
+            max_rows=cfg.max_rows,
+            max_context_len=cfg.max_context_len or None,
+            seed=cfg.seed,
+        )
+    )
+
+
+async def start_worker(cfg: WorkerConfig, runner: object | None = None) -> ServiceServer:
+    """Opens the port (liveness), loads the model unless given one, then turns readiness on."""
+    metrics = WorkerMetrics()
+    serve_metrics(metrics.registry, cfg.metrics_port)
+    servicer = WorkerServicer(metrics)
+    server = ServiceServer("worker", f"{cfg.host}:{cfg.port}", [SERVICE])
+    await server.start(lambda s: worker_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, s))
+    if runner is None:
+        start = time.perf_counter()
+        runner = await asyncio.to_thread(build_runner, cfg)
+        metrics.load_seconds.set(time.perf_counter() - start)
+    servicer.attach(runner)
+    await server.set_ready(True)
+    info = runner.info  # type: ignore[attr-defined]
+    logger.info(
+        "worker ready",
+        extra={"kv": {"model": info.model_name, "slots": info.num_slots, "device": info.device}},
+    )
+    return server
