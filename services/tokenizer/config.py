@@ -1,0 +1,32 @@
+"""Tokenizer service configuration (flags and RADIXSERVE_* environment variables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """The front door: gRPC TokenizerService and the OpenAI-compatible HTTP API."""
+
+    host: str = field(default="0.0.0.0", metadata={"help": "address to bind"})
+    port: int = field(default=50051, metadata={"help": "gRPC port (0 picks a free one)"})
+    http_port: int = field(default=8000, metadata={"help": "OpenAI HTTP port (-1 disables)"})
+    metrics_port: int = field(default=9101, metadata={"help": "Prometheus port (0 disables)"})
+    scheduler_address: str = field(
+        default="localhost:50052", metadata={"help": "scheduler gRPC address"}
+    )
+    scheduler_wait_seconds: float = field(
+        default=900.0, metadata={"help": "how long to wait for the scheduler at start"}
+    )
+    model: str = field(
+        default="", metadata={"help": "GGUF file or HF directory; empty = embedded SmolLM2"}
+    )
+    load_format: str = field(default="auto", metadata={"help": "auto, gguf, hf or dummy"})
+    served_model_name: str = field(
+        default="", metadata={"help": "model name in the API; empty = from the model"}
+    )
+    default_max_tokens: int = field(
+        default=128, metadata={"help": "max_tokens when a gRPC request leaves it unset"}
+    )
+    name: str = field(default="tokenizer-0", metadata={"help": "replica name (logs, metrics)"})
