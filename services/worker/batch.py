@@ -1,0 +1,159 @@
+"""Turn a :class:`StepInput` into device tensors and a :class:`ForwardContext` (one H2D copy).
+
+Validation happens before any row state changes, so a rejected step leaves the worker as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from services.common.types import ForwardMode, ReqInput, StepInput
+from services.worker.rows import RowState, RowTable
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_rows: int
+    num_slots: int
+    max_context_len: int
+    vocab_size: int
+
+
+@dataclass
+class ReqPlan:
+    """Where one request of the step starts; ``state`` is None for a row's first step."""
+
+    req: ReqInput
+    state: RowState | None
+    start: int  # position of its first new token
+
+    @property
+    def end(self) -> int:
+        return self.start + self.req.num_new_tokens
+
+
+def plan_step(step: StepInput, rows: RowTable, lim: Limits) -> list[ReqPlan]:
+    """Check ``step`` against the contract; raise ValueError naming the first problem."""
+    if not step.reqs:
+        raise ValueError("step has no requests")
+    seen: set[int] = set()
+    plans = []
+    for i, req in enumerate(step.reqs):
+        where = f"request {i} (row {req.row})"
+        if not 0 <= req.row < lim.max_rows:
+            raise ValueError(f"{where}: row out of range [0, {lim.max_rows})")
+        if req.row in seen:
+            raise ValueError(f"{where}: row appears twice in one step")
+        seen.add(req.row)
+        plans.append(_plan_req(req, rows.get(req.row), step.mode, where, lim))
+    _check_slots(step.reqs, lim.num_slots)
+    return plans
+
+
+def _plan_req(
+    req: ReqInput, state: RowState | None, mode: ForwardMode, where: str, lim: Limits
+) -> ReqPlan:
+    if mode == ForwardMode.DECODE and not req.is_decode:
+        raise ValueError(f"{where}: token_ids given in a DECODE step")
+    if mode == ForwardMode.EXTEND and req.is_decode:
+        raise ValueError(f"{where}: token_ids missing in an EXTEND step")
+    if req.num_new_tokens < 1:
+        raise ValueError(f"{where}: new_slots is empty")
+    if state is None:
+        if req.is_decode:
+            raise ValueError(f"{where}: decode on a row with no request (extend it first)")
+        start = len(req.prefix_slots or ())
+    else:
+        if req.prefix_slots is not None:
+            raise ValueError(f"{where}: prefix_slots on a row already in use (release it first)")
+        start = state.seq_len
+    if req.is_decode:
+        if req.num_new_tokens != 1:
+            raise ValueError(
+                f"{where}: a decode appends exactly one slot, got {req.num_new_tokens}"
+            )
+        if state.last_token is None:
+            raise ValueError(f"{where}: decode but nothing was sampled for this row yet")
+    else:
+        if len(req.token_ids) != req.num_new_tokens:
+            raise ValueError(
+                f"{where}: {len(req.token_ids)} token_ids but {req.num_new_tokens} new_slots"
+            )
+        if min(req.token_ids) < 0 or max(req.token_ids) >= lim.vocab_size:
+            raise ValueError(f"{where}: token id out of range [0, {lim.vocab_size})")
+    plan = ReqPlan(req, state, start)
+    if plan.end > lim.max_context_len:
+        raise ValueError(
+            f"{where}: context overflow, {plan.end} tokens > max_context_len {lim.max_context_len}"
+        )
+    return plan
+
+
+def _check_slots(reqs: list[ReqInput], num_slots: int) -> None:
+    parts = [np.asarray(r.new_slots, dtype=np.int64) for r in reqs]
+    parts += [np.asarray(r.prefix_slots, dtype=np.int64) for r in reqs if r.prefix_slots]
+    slots = np.concatenate(parts)
+    if slots.min() < 1 or slots.max() >= num_slots:
+        bad = int(slots[(slots < 1) | (slots >= num_slots)][0])
+        raise ValueError(f"slot {bad} out of range [1, {num_slots}) (slot 0 is padding)")
+
+
+@dataclass
+class StepTensors:
+    """Everything the forward needs, on device, plus CPU-side lengths."""
+
+    input_ids: torch.Tensor
+    positions: torch.Tensor
+    out_cache_loc: torch.Tensor
+    req_rows: torch.Tensor
+    seq_lens: torch.Tensor
+    prefix_lens: torch.Tensor
+    qo_indptr: torch.Tensor
+    kv_indptr: torch.Tensor
+    logits_indices: torch.Tensor
+    write_rows: torch.Tensor
+    write_cols: torch.Tensor
+    write_slots: torch.Tensor
+    seq_lens_cpu: list[int]
+    extend_lens_cpu: list[int]
+    qo_indptr_cpu: list[int]
+
+
+def build_tensors(plans: list[ReqPlan], device: torch.device) -> StepTensors:
+    """Pack every index array into one int64 buffer, copy it once, split it on device."""
+    ids, pos, slots, w_rows, w_cols, w_slots, logit_idx = [], [], [], [], [], [], []
+    ext_lens = [p.req.num_new_tokens for p in plans]
+    qo = np.concatenate(([0], np.cumsum(ext_lens))).tolist()
+    for i, p in enumerate(plans):
+        r = p.req
+        ids.extend(r.token_ids if r.token_ids is not None else (p.state.last_token,))
+        pos.extend(range(p.start, p.end))
+        slots.extend(r.new_slots)
+        if p.state is None and r.prefix_slots:
+            w_rows.extend([r.row] * len(r.prefix_slots))
+            w_cols.extend(range(len(r.prefix_slots)))
+            w_slots.extend(r.prefix_slots)
+        w_rows.extend([r.row] * r.num_new_tokens)
+        w_cols.extend(range(p.start, p.end))
+        w_slots.extend(r.new_slots)
+        if r.sample:
+            logit_idx.append(qo[i + 1] - 1)
+    seq_lens = [p.end for p in plans]
+    kv = np.concatenate(([0], np.cumsum(seq_lens))).tolist()
+    arrays = [ids, pos, slots, [p.req.row for p in plans], seq_lens, [p.start for p in plans]]
+    arrays += [qo, kv, logit_idx, w_rows, w_cols, w_slots]
+    sizes = [len(a) for a in arrays]
+    flat = torch.from_numpy(np.fromiter(_chain(arrays), dtype=np.int64, count=sum(sizes)))
+    parts = flat.to(device, non_blocking=True).split(sizes)
+    return StepTensors(*parts, seq_lens_cpu=seq_lens, extend_lens_cpu=ext_lens, qo_indptr_cpu=qo)
+
+
+def _chain(arrays: list[list[int]]):
+    for a in arrays:
+        yield from a

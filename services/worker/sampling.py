@@ -1,0 +1,90 @@
+"""Greedy and temperature / top-k / top-p sampling, batched, with per-request seeds.
+
+Random rows draw exponential noise and take ``argmax(probs / noise)`` (the Gumbel-max trick in
+exponential form, equivalent to sampling from ``probs``). Rows with a seed draw their noise from
+their own ``torch.Generator`` so their tokens do not depend on what else is in the batch; the
+others share the sampler's generator. Logprobs are of the model's raw distribution
+(``log_softmax(logits)``, before temperature / top-k / top-p) at the chosen token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+
+from services.common.types import SamplingParams
+
+logger = logging.getLogger(__name__)
+
+
+class Sampler:
+    def __init__(self, device: torch.device, seed: int = 0) -> None:
+        self.device = device
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    @torch.inference_mode()
+    def sample(
+        self,
+        logits: torch.Tensor,
+        params: Sequence[SamplingParams],
+        generators: Sequence[torch.Generator | None],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Token ids ``[S]`` (int64) and, when any row asks, their logprobs ``[S]`` (float32)."""
+        logits = logits.float()
+        greedy = [p.greedy for p in params]
+        if all(greedy):
+            ids = logits.argmax(dim=-1)
+        else:
+            ids = self._random(logits, params, generators)
+            if any(greedy):
+                mask = torch.tensor(greedy, device=logits.device)
+                ids = torch.where(mask, logits.argmax(dim=-1), ids)
+        logprobs = None
+        if any(p.logprobs for p in params):
+            logprobs = torch.log_softmax(logits, dim=-1).gather(1, ids[:, None]).squeeze(1)
+        return ids, logprobs
+
+    def _random(
+        self,
+        logits: torch.Tensor,
+        params: Sequence[SamplingParams],
+        generators: Sequence[torch.Generator | None],
+    ) -> torch.Tensor:
+        temps = [p.temperature if not p.greedy else 1.0 for p in params]
+        scaled = logits / torch.tensor(temps, device=logits.device)[:, None]
+        vocab = logits.shape[-1]
+        top_k = [p.top_k if 0 < p.top_k < vocab else vocab for p in params]
+        top_p = [p.top_p for p in params]
+        if any(k < vocab for k in top_k) or any(p < 1.0 for p in top_p):
+            sorted_logits, order = scaled.sort(dim=-1, descending=True)
+            probs = _filtered_probs(sorted_logits, top_k, top_p)
+            return order.gather(1, self._draw(probs, generators)[:, None]).squeeze(1)
+        return self._draw(torch.softmax(scaled, dim=-1), generators)
+
+    def _draw(
+        self, probs: torch.Tensor, generators: Sequence[torch.Generator | None]
+    ) -> torch.Tensor:
+        noise = torch.empty_like(probs)
+        noise.exponential_(generator=self.generator)
+        for i, gen in enumerate(generators):
+            if gen is not None:
+                noise[i].exponential_(generator=gen)
+        return (probs / noise).argmax(dim=-1)
+
+
+def _filtered_probs(
+    sorted_logits: torch.Tensor, top_k: list[int], top_p: list[float]
+) -> torch.Tensor:
+    """Probabilities over descending-sorted logits with top-k and top-p tails removed."""
+    dev = sorted_logits.device
+    ranks = torch.arange(sorted_logits.shape[-1], device=dev)[None, :]
+    drop = ranks >= torch.tensor(top_k, device=dev)[:, None]
+    probs = torch.softmax(sorted_logits, dim=-1)
+    # NOTE: the mass *before* a token decides, so the most likely token always survives.
+    before = probs.cumsum(dim=-1) - probs
+    drop |= before > torch.tensor(top_p, device=dev)[:, None]
+    probs = probs.masked_fill(drop, 0.0)
+    return probs / probs.sum(dim=-1, keepdim=True)
