@@ -21,6 +21,7 @@ from services.common import pbconv
 from services.common.types import StepInput
 from services.scheduler.clients import WorkerClient
 from services.scheduler.metrics import SchedulerMetrics
+from services.scheduler.request import Request, TokenEvent
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ _FINISH = {
     "stop": common_pb2.FINISH_REASON_STOP,
     "length": common_pb2.FINISH_REASON_LENGTH,
     "abort": common_pb2.FINISH_REASON_ABORT,
-    "error": common_pb2.FINISH_REASON_ERROR,
 }
 
 
@@ -72,8 +72,6 @@ class EngineLoop:
         self._wake.set()
 
     def add_requests(self, client: ClientStream, reqs: list[scheduler_pb2.SchedRequest]) -> None:
-        from services.scheduler.request import Request
-
         errors = []
         for pb in reqs:
             try:
@@ -167,7 +165,7 @@ class EngineLoop:
                 continue
             if ev.finish_reason is not None:
                 client.rids.discard(rid)
-                self.metrics.requests.labels(ev.finish_reason).inc()
+                self.metrics.requests.labels(ev.finish_reason.kind.value).inc()
             self.metrics.generated_tokens.inc(len(ev.token_ids))
             per_client.setdefault(client.client_id, []).append(_event_output(rid, ev))
         for client_id, outputs in per_client.items():
@@ -183,18 +181,19 @@ class EngineLoop:
         self.metrics.new_token_ratio.set(stats.new_token_ratio)
 
 
-def _event_output(rid: str, ev: object) -> scheduler_pb2.RequestOutput:
+def _event_output(rid: str, ev: TokenEvent) -> scheduler_pb2.RequestOutput:
     out = scheduler_pb2.RequestOutput(
-        rid=rid,
-        token_ids=ev.token_ids,  # type: ignore[attr-defined]
-        logprobs=ev.logprobs or [],  # type: ignore[attr-defined]
-        finish_reason=_FINISH.get(ev.finish_reason, 0),  # type: ignore[attr-defined]
-        matched_stop_token=ev.matched_stop_token if ev.matched_stop_token is not None else -1,  # type: ignore[attr-defined]
-        error=ev.error or "",  # type: ignore[attr-defined]
+        rid=rid, token_ids=ev.token_ids, logprobs=ev.logprobs or [], matched_stop_token=-1
     )
-    out.usage.prompt_tokens = ev.prompt_tokens  # type: ignore[attr-defined]
-    out.usage.completion_tokens = ev.completion_tokens  # type: ignore[attr-defined]
-    out.usage.cached_tokens = ev.cached_tokens  # type: ignore[attr-defined]
+    fr = ev.finish_reason
+    if fr is not None:
+        out.finish_reason = _FINISH[fr.kind.value]
+        if fr.matched_token is not None:
+            out.matched_stop_token = fr.matched_token
+        out.error = fr.message if fr.kind.value != "stop" and fr.message != "aborted" else ""
+    out.usage.prompt_tokens = ev.prompt_tokens
+    out.usage.completion_tokens = ev.completion_tokens
+    out.usage.cached_tokens = ev.cached_tokens
     return out
 
 

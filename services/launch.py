@@ -1,0 +1,104 @@
+"""``python -m services.launch`` (``make run``): start worker, scheduler and tokenizer locally.
+
+Each service runs in its own process with its peers' addresses as flags, exactly as it would run
+alone. Ctrl-C (SIGINT) or SIGTERM stops all three; if one dies, the others are stopped too.
+Extra flags after ``--`` go to the worker (e.g. ``-- --load-format dummy``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+SERVICES = ("worker", "scheduler", "tokenizer")
+
+
+def _spawn(name: str, args: list[str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", f"services.{name}", *args]
+    # NOTE: a new process group each, so that Ctrl-C reaches them only through us, in order.
+    return subprocess.Popen(cmd, start_new_session=True)
+
+
+def _ready(address: str) -> bool:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            resp = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="readiness"), timeout=1.0
+            )
+        except grpc.RpcError:
+            return False
+    return resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _stop(procs: dict[str, subprocess.Popen]) -> None:
+    for name in reversed(SERVICES):
+        proc = procs.get(name)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for proc in procs.values():
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.launch", description=__doc__)
+    parser.add_argument("--model", default=os.environ.get("RADIXSERVE_MODEL", ""))
+    parser.add_argument("--host", default="127.0.0.1", help="where the front door listens")
+    parser.add_argument("worker_args", nargs="*", help="extra worker flags (after --)")
+    ns = parser.parse_args(argv)
+    model = ["--model", ns.model] if ns.model else []
+    procs: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    procs["worker"] = _spawn("worker", ["--host", "127.0.0.1", *model, *ns.worker_args])
+    procs["scheduler"] = _spawn("scheduler", ["--host", "127.0.0.1"])
+    procs["tokenizer"] = _spawn("tokenizer", ["--host", ns.host, *model])
+    print("radixserve: starting worker, scheduler and tokenizer (loading the model)...", flush=True)
+    announced = False
+    try:
+        while not stopping:
+            dead = [n for n, p in procs.items() if p.poll() is not None]
+            if dead:
+                print(f"radixserve: {', '.join(dead)} exited; stopping the others", flush=True)
+                return 1
+            if not announced and _ready("127.0.0.1:50051"):
+                announced = True
+                _announce(ns.host)
+            time.sleep(0.5)
+        return 0
+    finally:
+        print("radixserve: stopping...", flush=True)
+        _stop(procs)
+        print("radixserve: stopped", flush=True)
+
+
+def _announce(host: str) -> None:
+    print(
+        "\nradixserve is ready:\n"
+        f"  OpenAI HTTP API   http://{host}:8000/v1   (e.g. curl http://{host}:8000/v1/models)\n"
+        f"  gRPC front door   {host}:50051            (python -m services.client 'Hello')\n"
+        "  scheduler gRPC    127.0.0.1:50052   worker gRPC 127.0.0.1:50053\n"
+        "  metrics           :9101/metrics (tokenizer), :9102 (scheduler), :9103 (worker)\n"
+        "Press Ctrl-C to stop.\n",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
