@@ -94,16 +94,21 @@ class RequestManager:
     def num_running(self) -> int:
         return len(self.states)
 
-    async def generate(self, req: GenerateInput) -> AsyncIterator[Chunk]:
-        """Sends ``req`` upstream and yields coalesced chunks; the last has a finish_reason.
+    def generate(self, req: GenerateInput) -> AsyncIterator[Chunk]:
+        """Sends ``req`` upstream now and returns its stream of coalesced chunks.
 
-        Closing the iterator early (client gone) aborts the request upstream.
+        The last chunk has a finish_reason. Closing the stream early (client gone) aborts the
+        request upstream. Raises ValueError at once for a duplicate rid.
         """
         if req.rid in self.states:
             raise ValueError(f"rid: {req.rid!r} is already running")
         state = _State(req, self.tokenizer)
         self.states[req.rid] = state
         self.upstream.add([req])
+        return self._stream(state)
+
+    async def _stream(self, state: _State) -> AsyncIterator[Chunk]:
+        rid = state.req.rid
         try:
             while True:
                 await state.event.wait()
@@ -116,8 +121,8 @@ class RequestManager:
                 if merged.finish_reason is not None:
                     return
         finally:
-            if self.states.pop(req.rid, None) is not None and not state.done:
-                self.upstream.abort([req.rid])
+            if self.states.pop(rid, None) is not None and not state.done:
+                self.upstream.abort([rid])
 
     def abort(self, rid: str) -> bool:
         """Ends a request on the client's behalf (its reader gets finish_reason ``abort``)."""
