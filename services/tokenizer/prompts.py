@@ -15,7 +15,7 @@ from typing import Any
 from services.common.errors import InvalidArgument
 from services.common.pbconv import validate_sampling
 from services.common.types import ModelInfo, SamplingParams
-from services.tokenizer.chat_template import ChatTemplateError, render_chat_for
+from services.tokenizer.chat_template import render_chat_for
 from services.tokenizer.tokenization import Tokenizer
 
 _counter = itertools.count()
@@ -57,7 +57,7 @@ class PromptBuilder:
             raise InvalidArgument("must be a non-empty list of messages", field_name)
         try:
             text = render_chat_for(self.tokenizer, messages, add_generation_prompt=True)
-        except ChatTemplateError as exc:
+        except ValueError as exc:  # bad messages or a template that refused them
             raise InvalidArgument(str(exc)) from exc
         # The template writes BOS itself where the model wants one.
         return self.tokenizer.encode(text, add_special_tokens=False)
