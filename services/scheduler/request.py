@@ -1,0 +1,146 @@
+"""Request state kept by the scheduler core, finish reasons and the per-step token events."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from dataclasses import dataclass, field
+
+from services.common.types import SamplingParams
+
+logger = logging.getLogger(__name__)
+
+
+class FinishKind(enum.Enum):
+    STOP = "stop"  # an EOS or stop token was sampled
+    LENGTH = "length"  # max_new_tokens or the context length was reached
+    ABORT = "abort"  # aborted by the client or by the scheduler (message says why)
+
+
+@dataclass(frozen=True)
+class FinishReason:
+    kind: FinishKind
+    matched_token: int | None = None  # the EOS / stop token id for STOP
+    message: str = ""
+
+    @classmethod
+    def stop(cls, token_id: int) -> FinishReason:
+        return cls(FinishKind.STOP, matched_token=token_id)
+
+    @classmethod
+    def length(cls) -> FinishReason:
+        return cls(FinishKind.LENGTH)
+
+    @classmethod
+    def abort(cls, message: str = "aborted") -> FinishReason:
+        return cls(FinishKind.ABORT, message=message)
+
+
+@dataclass
+class TokenEvent:
+    """What one request produced in one step; the server batches these per tokenizer."""
+
+    rid: str
+    token_ids: list[int]
+    logprobs: list[float] | None
+    finish_reason: FinishReason | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+
+@dataclass(eq=False)
+class Request:
+    """One generation request and its scheduling state.
+
+    KV layout: positions ``[0, kv_len)`` of the request's row hold the slots in ``slots``; the
+    first ``cache_len`` of them belong to the radix cache (locked through ``last_node``), the rest
+    are owned by the request. The KV of the last sampled token is not computed yet (the next
+    decode step writes it), so a decoding request has ``kv_len == seq_len - 1`` once all results
+    are in.
+    """
+
+    rid: str
+    input_ids: list[int]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    eos_token_ids: tuple[int, ...] | None = None  # None: the model's EOS ids
+    priority: int = 0  # larger runs first under the ``priority`` policy
+    extra_key: str | None = None  # radix-cache namespace (LoRA id, cache salt)
+    arrival: float = field(default_factory=time.monotonic)
+
+    output_ids: list[int] = field(default_factory=list)
+    output_logprobs: list[float] = field(default_factory=list)
+    row: int = -1
+    slots: list[int] = field(default_factory=list)
+    cache_len: int = 0
+    last_node: object | None = None
+    prefill_target: int = 0  # kv_len at which the (re-)prefill is complete
+    fresh_row: bool = False  # next ReqInput must carry prefix_slots and sampling
+    pending_samples: int = 0  # steps in flight that will sample a token for this request
+    version: int = 0  # bumped on retraction: results of older steps are discarded
+    cached_tokens: int = 0  # radix-cache hit at first admission (reported in usage)
+    num_retractions: int = 0
+    stop_set: frozenset[int] = frozenset()  # filled by the scheduler from stop_ids()
+    finish_reason: FinishReason | None = None
+
+    @property
+    def prompt_len(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def num_output(self) -> int:
+        return len(self.output_ids)
+
+    @property
+    def seq_len(self) -> int:
+        return len(self.input_ids) + len(self.output_ids)
+
+    @property
+    def all_ids(self) -> list[int]:
+        return self.input_ids + self.output_ids
+
+    @property
+    def kv_len(self) -> int:
+        return len(self.slots)
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.sampling.max_new_tokens
+
+    @property
+    def scheduled_outputs(self) -> int:
+        """Tokens sampled so far plus those that steps in flight will sample."""
+        return len(self.output_ids) + self.pending_samples
+
+    @property
+    def remaining_new_tokens(self) -> int:
+        return max(0, self.sampling.max_new_tokens - self.scheduled_outputs)
+
+    @property
+    def is_running(self) -> bool:
+        return self.row >= 0
+
+    @property
+    def prefilling(self) -> bool:
+        return self.kv_len < self.prefill_target
+
+    @property
+    def remaining_prefill(self) -> int:
+        return max(0, self.prefill_target - self.kv_len)
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def stop_ids(self, model_eos: tuple[int, ...]) -> frozenset[int]:
+        """Token ids that finish this request: stop_token_ids, plus EOS unless ignore_eos."""
+        eos = model_eos if self.eos_token_ids is None else self.eos_token_ids
+        ids = set(self.sampling.stop_token_ids)
+        if not self.sampling.ignore_eos:
+            ids.update(eos)
+        return frozenset(ids)

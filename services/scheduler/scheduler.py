@@ -1,0 +1,318 @@
+"""The scheduler core: continuous batching over the worker's step protocol (no grpc, no torch).
+
+Overlap contract: the server may call ``next_step()`` for step N+1 before ``on_result(result_N)``;
+results come back in step order. Decode steps need no token ids, so a request whose sampling
+extend is in flight can decode in the very next step. A request finished by result N may sit in
+step N+1 (that token is discarded); its slots are freed at once (see memory.py for why that is
+safe) and its row goes out in the ``release_rows`` of the next step built, N+2 at the latest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+from services.common.types import ForwardMode, ModelInfo, ReqInput, StepInput, StepOutput
+from services.scheduler.admission import Admission, PrefillBudget, running_reservation
+from services.scheduler.allocator import RowAllocator
+from services.scheduler.core_config import SchedulerCoreConfig
+from services.scheduler.memory import KVManager
+from services.scheduler.policy import make_schedule_policy
+from services.scheduler.request import FinishReason, Request, TokenEvent
+from services.scheduler.retraction import make_room
+from services.scheduler.stats import SchedulerStats
+
+__all__ = ["Scheduler", "SchedulerCoreConfig"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Flight:
+    step_id: int
+    entries: list[tuple[Request, int, bool]]  # (request, its version, samples a token)
+
+
+class Scheduler(SchedulerStats):
+    def __init__(self, cfg: SchedulerCoreConfig, info: ModelInfo) -> None:
+        page_size = cfg.page_size or info.page_size
+        if page_size % max(info.page_size, 1):
+            logger.warning(
+                "page_size %d is not a multiple of the worker's %d; using the worker's",
+                page_size,
+                info.page_size,
+            )
+            page_size = info.page_size
+        self.cfg = cfg
+        self.info = info
+        self.kv = KVManager(info.num_slots, page_size, cfg.enable_cache, cfg.eviction_policy)
+        self.rows = RowAllocator(info.max_rows)
+        self.policy = make_schedule_policy(cfg.schedule_policy)
+        self.policy.configure(cfg)
+        self.max_running = min(cfg.max_running_requests, info.max_rows)
+        self.waiting: list[Request] = []
+        self.running: dict[str, Request] = {}  # every request holding a row, in admission order
+        self.chunked: Request | None = None  # the request mid-chunk, if any
+        self.new_token_ratio = cfg.init_new_token_ratio
+        self._requests: dict[str, Request] = {}
+        self._inflight: deque[_Flight] = deque()
+        self._events: list[TokenEvent] = []
+        self._next_step_id = 0
+        SchedulerStats.__init__(self)
+
+    # -- requests ---------------------------------------------------------------------------
+    def add_request(self, req: Request) -> None:
+        """Queue ``req``; raise ValueError naming the field when it can never run."""
+        self._validate(req)
+        req.stop_set = req.stop_ids(self.info.eos_token_ids)
+        self._requests[req.rid] = req
+        self.waiting.append(req)
+
+    def _validate(self, req: Request) -> None:
+        if req.rid in self._requests:
+            raise ValueError(f"rid: request {req.rid!r} already exists")
+        n, max_new, ctx = req.prompt_len, req.max_new_tokens, self.info.max_context_len
+        if n == 0:
+            raise ValueError("input_ids: empty prompt")
+        if min(req.input_ids) < 0 or max(req.input_ids) >= self.info.vocab_size > 0:
+            raise ValueError(f"input_ids: token ids must lie in [0, {self.info.vocab_size})")
+        if max_new < 1:
+            raise ValueError(f"max_new_tokens: must be >= 1, got {max_new}")
+        if n >= ctx:
+            raise ValueError(f"input_ids: {n} tokens, max_context_len is {ctx}")
+        if n + max_new > ctx:
+            raise ValueError(
+                f"max_new_tokens: {n} prompt tokens + {max_new} exceeds max_context_len {ctx}"
+            )
+        if n + self.kv.page_size > self.kv.capacity:
+            raise ValueError(f"input_ids: {n} tokens exceed the KV capacity {self.kv.capacity}")
+
+    def abort(self, rid: str) -> bool:
+        """Abort a waiting or running request, freeing everything it holds; no event is sent."""
+        req = self._requests.pop(rid, None)
+        if req is None:
+            return False
+        if not req.is_running:
+            self.waiting.remove(req)
+        self._finish(req, FinishReason.abort())
+        logger.debug("aborted %s", rid)
+        return True
+
+    def _finish(self, req: Request, reason: FinishReason) -> None:
+        req.finish_reason = reason
+        if req.is_running:
+            self._drop_running(req)
+        self.num_finished += 1
+
+    def _drop_running(self, req: Request) -> None:
+        del self.running[req.rid]
+        if self.chunked is req:
+            self.chunked = None
+        self.kv.release(req)
+        self.rows.release(req.row)
+        req.row = -1
+        req.pending_samples = 0
+
+    def _retract(self, req: Request) -> None:
+        """Back to the queue: its computed prefix stays in the cache when possible."""
+        self._drop_running(req)
+        req.version += 1
+        req.prefill_target = 0
+        req.num_retractions += 1
+        self.num_retractions += 1
+        self.waiting.append(req)
+        self._retracted_now = True
+
+    def _oom_abort(self, req: Request) -> None:
+        """A request that cannot run even alone: finish it with an abort event."""
+        if not req.is_running:
+            self.waiting.remove(req)
+        self._requests.pop(req.rid, None)
+        self._finish(req, FinishReason.abort("KV cache capacity exceeded"))
+        self._events.append(self._event(req, [], None))
+        logger.warning("request %s aborted: KV cache capacity exceeded", req.rid)
+
+    # -- steps ------------------------------------------------------------------------------
+    @property
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running or self._inflight)
+
+    @property
+    def num_inflight(self) -> int:
+        return len(self._inflight)
+
+    def next_step(self) -> StepInput | None:
+        """Build the next step (EXTEND when new prefill fits, else DECODE); None when idle."""
+        self._retracted_now = False
+        if self.cfg.enable_mixed_chunk:
+            decodes = self._schedule_decode()
+            extends = [] if self._retracted_now else self._schedule_prefill()
+        else:
+            extends = self._schedule_prefill()
+            decodes = [] if extends else self._schedule_decode()
+        if not extends and not decodes:
+            return None
+        mode = ForwardMode.EXTEND if extends else ForwardMode.DECODE
+        if extends and decodes:
+            mode = ForwardMode.MIXED
+        if decodes and not self._retracted_now:
+            ratio = self.new_token_ratio - self.cfg.ratio_decay
+            self.new_token_ratio = max(self.cfg.min_new_token_ratio, ratio)
+        pairs = extends + decodes
+        step = StepInput(
+            step_id=self._next_step_id,
+            mode=mode,
+            reqs=[ri for _, ri in pairs],
+            release_rows=self.rows.take_pending(),
+        )
+        self._next_step_id += 1
+        entries = [(r, r.version, ri.sample) for r, ri in pairs]
+        self._inflight.append(_Flight(step.step_id, entries))
+        self._record_step(step)
+        return step
+
+    def _schedule_prefill(self) -> list[tuple[Request, ReqInput]]:
+        cfg = self.cfg
+        reserved = running_reservation(
+            list(self.running.values()), self.new_token_ratio, cfg.clip_max_new_tokens
+        )
+        budget = PrefillBudget(self.kv, reserved, cfg.max_prefill_tokens, cfg.chunk_budget)
+        adm = Admission(cfg, self.kv, budget, alone=not self.running)
+        out: list[tuple[Request, ReqInput]] = []
+        chunked = self.chunked
+        if chunked is not None:
+            ri = adm.continue_chunk(chunked)
+            if ri is not None:
+                out.append((chunked, ri))
+            if not chunked.prefilling:
+                self.chunked = None
+        if self.waiting and len(self.running) < self.max_running:
+            self._admit_waiting(adm, out)
+        if self.chunked is not None and out and self.chunked.prefilling:
+            # NOTE: after admission, so no request of this step reads KV this step writes.
+            self.kv.cache_unfinished(self.chunked)
+        return out
+
+    def _admit_waiting(self, adm: Admission, out: list[tuple[Request, ReqInput]]) -> None:
+        admitted: set[int] = set()
+        for req in self.policy.order(self.waiting, self.kv.peek_prefix):
+            if len(self.running) >= self.max_running or self.rows.available == 0:
+                break
+            first = not out
+            if adm.alone and first and not self._fits_alone(req):
+                self._oom_abort(req)
+                continue
+            ri = adm.admit(req, self.rows.alloc, first)
+            if ri is None:
+                break
+            admitted.add(id(req))
+            self.running[req.rid] = req
+            if req.prefilling:
+                self.chunked = req
+            self._record_admission(req)
+            out.append((req, ri))
+        if admitted:
+            self.waiting = [r for r in self.waiting if id(r) not in admitted]
+
+    def _fits_alone(self, req: Request) -> bool:
+        return req.seq_len + self.kv.page_size <= self.kv.capacity
+
+    def _can_decode(self, r: Request) -> bool:
+        return (
+            not r.prefilling and r.remaining_new_tokens > 0 and r.kv_len < self.info.max_context_len
+        )
+
+    def _schedule_decode(self) -> list[tuple[Request, ReqInput]]:
+        cands = [r for r in self.running.values() if self._can_decode(r)]
+        if not cands:
+            return []
+        cands = make_room(self, cands)
+        out = []
+        for r in cands:
+            new = self.kv.grow(r, 1)
+            assert new is not None, "make_room guarantees a slot per decode"
+            r.pending_samples += 1
+            out.append((r, ReqInput(row=r.row, new_slots=new)))
+        return out
+
+    # -- results ----------------------------------------------------------------------------
+    def on_result(self, out: StepOutput) -> list[TokenEvent]:
+        """Apply the result of the oldest step in flight; return the per-request token events."""
+        if not self._inflight:
+            raise RuntimeError("on_result: no step in flight")
+        flight = self._inflight[0]
+        if out.step_id != flight.step_id or len(out.token_ids) != len(flight.entries):
+            raise ValueError(
+                f"step_id: result of step {out.step_id} with {len(out.token_ids)} tokens, "
+                f"expected step {flight.step_id} with {len(flight.entries)}"
+            )
+        self._inflight.popleft()
+        events, self._events = self._events, []
+        logprobs = out.logprobs
+        for i, (req, version, sample) in enumerate(flight.entries):
+            if not sample or req.version != version or req.finished:
+                continue  # a mid-prefill chunk, a retracted request, or one already finished
+            req.pending_samples -= 1
+            tok = out.token_ids[i]
+            req.output_ids.append(tok)
+            lp = None
+            if logprobs is not None and req.sampling.logprobs:
+                lp = [logprobs[i]]
+                req.output_logprobs.append(logprobs[i])
+            self.generated_tokens_total += 1
+            reason = self._check_finish(req, tok)
+            if reason is not None:
+                self._requests.pop(req.rid, None)
+                self._finish(req, reason)
+            events.append(self._event(req, [tok], lp))
+        self._record_result(out)
+        return events
+
+    def fail_step(self, step: StepInput, message: str) -> list[TokenEvent]:
+        """The worker could not run ``step``: abort its requests (an event each) and free them."""
+        flight = self._inflight[0] if self._inflight else None
+        if flight is None or flight.step_id != step.step_id:
+            raise ValueError(f"step_id: step {step.step_id} is not the oldest in flight")
+        self._inflight.popleft()
+        events, self._events = self._events, []
+        for req, _, _ in flight.entries:
+            if req.finished or req.rid not in self._requests:
+                continue
+            if not req.is_running:  # retracted meanwhile
+                self.waiting.remove(req)
+            del self._requests[req.rid]
+            self._finish(req, FinishReason.abort(message))
+            events.append(self._event(req, [], None))
+        return events
+
+    def take_events(self) -> list[TokenEvent]:
+        """Events made outside ``on_result`` (scheduler aborts) when no step is in flight."""
+        events, self._events = self._events, []
+        return events
+
+    def _check_finish(self, req: Request, tok: int) -> FinishReason | None:
+        if tok in req.stop_set:
+            return FinishReason.stop(tok)
+        if req.num_output >= req.max_new_tokens or req.seq_len >= self.info.max_context_len:
+            return FinishReason.length()
+        return None
+
+    def _event(self, req: Request, toks: list[int], lp: list[float] | None) -> TokenEvent:
+        return TokenEvent(
+            rid=req.rid,
+            token_ids=toks,
+            logprobs=lp,
+            finish_reason=req.finish_reason,
+            prompt_tokens=req.prompt_len,
+            completion_tokens=req.num_output,
+            cached_tokens=req.cached_tokens,
+        )
+
+    def flush_cache(self) -> tuple[bool, int]:
+        """Evict every unlocked radix-cache entry; return (success, slots freed).
+
+        Entries locked by running requests stay, so success is False while any remain.
+        """
+        freed = self.kv.flush()
+        return self.kv.cached == 0, freed
