@@ -68,6 +68,25 @@ class KVManager:
             req.slots.extend(new)
         return new
 
+    def grow_decode(self, reqs: list[Request]) -> list[int]:
+        """One more slot for each of ``reqs``; the caller made room (see retraction.make_room)."""
+        ps = self.page_size
+        if ps == 1:
+            new = self.allocator.alloc_pages(len(reqs))
+            assert new is not None, "grow_decode: no room"
+            for r, s in zip(reqs, new, strict=True):
+                r.slots.append(s)
+            return new
+        pages = self.allocator.alloc_pages(sum(1 for r in reqs if len(r.slots) % ps == 0))
+        assert pages is not None, "grow_decode: no room"
+        fresh = iter(pages)
+        new = []
+        for r in reqs:
+            slot = next(fresh) * ps if len(r.slots) % ps == 0 else r.slots[-1] + 1
+            r.slots.append(slot)
+            new.append(slot)
+        return new
+
     def peek_prefix(self, req: Request) -> int:
         """Cached prefix length for ``req`` without locking or touching (for policies)."""
         if self.cache is None:

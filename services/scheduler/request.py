@@ -7,7 +7,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from services.common.types import SamplingParams
+from services.common.types import ModelInfo, SamplingParams
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class FinishReason:
         return cls(FinishKind.ABORT, message=message)
 
 
-@dataclass
+@dataclass(slots=True)
 class TokenEvent:
     """What one request produced in one step; the server batches these per tokenizer."""
 
@@ -144,3 +144,22 @@ class Request:
         if not self.sampling.ignore_eos:
             ids.update(eos)
         return frozenset(ids)
+
+
+def validate_request(req: Request, info: ModelInfo, kv_capacity: int, page_size: int) -> None:
+    """Raise ValueError naming the field when ``req`` can never run on this model."""
+    n, max_new, ctx = req.prompt_len, req.max_new_tokens, info.max_context_len
+    if n == 0:
+        raise ValueError("input_ids: empty prompt")
+    if min(req.input_ids) < 0 or max(req.input_ids) >= info.vocab_size > 0:
+        raise ValueError(f"input_ids: token ids must lie in [0, {info.vocab_size})")
+    if max_new < 1:
+        raise ValueError(f"max_new_tokens: must be >= 1, got {max_new}")
+    if n >= ctx:
+        raise ValueError(f"input_ids: {n} tokens, max_context_len is {ctx}")
+    if n + max_new > ctx:
+        raise ValueError(
+            f"max_new_tokens: {n} prompt tokens + {max_new} exceeds max_context_len {ctx}"
+        )
+    if n + page_size > kv_capacity:
+        raise ValueError(f"input_ids: {n} tokens exceed the KV capacity {kv_capacity}")

@@ -19,7 +19,8 @@ from services.scheduler.allocator import RowAllocator
 from services.scheduler.core_config import SchedulerCoreConfig
 from services.scheduler.memory import KVManager
 from services.scheduler.policy import make_schedule_policy
-from services.scheduler.request import FinishReason, Request, TokenEvent
+from services.scheduler.request import FinishReason, Request, TokenEvent, validate_request
+from services.scheduler.results import apply_result, make_event
 from services.scheduler.retraction import make_room
 from services.scheduler.stats import SchedulerStats
 
@@ -64,29 +65,12 @@ class Scheduler(SchedulerStats):
     # -- requests ---------------------------------------------------------------------------
     def add_request(self, req: Request) -> None:
         """Queue ``req``; raise ValueError naming the field when it can never run."""
-        self._validate(req)
+        if req.rid in self._requests:
+            raise ValueError(f"rid: request {req.rid!r} already exists")
+        validate_request(req, self.info, self.kv.capacity, self.kv.page_size)
         req.stop_set = req.stop_ids(self.info.eos_token_ids)
         self._requests[req.rid] = req
         self.waiting.append(req)
-
-    def _validate(self, req: Request) -> None:
-        if req.rid in self._requests:
-            raise ValueError(f"rid: request {req.rid!r} already exists")
-        n, max_new, ctx = req.prompt_len, req.max_new_tokens, self.info.max_context_len
-        if n == 0:
-            raise ValueError("input_ids: empty prompt")
-        if min(req.input_ids) < 0 or max(req.input_ids) >= self.info.vocab_size > 0:
-            raise ValueError(f"input_ids: token ids must lie in [0, {self.info.vocab_size})")
-        if max_new < 1:
-            raise ValueError(f"max_new_tokens: must be >= 1, got {max_new}")
-        if n >= ctx:
-            raise ValueError(f"input_ids: {n} tokens, max_context_len is {ctx}")
-        if n + max_new > ctx:
-            raise ValueError(
-                f"max_new_tokens: {n} prompt tokens + {max_new} exceeds max_context_len {ctx}"
-            )
-        if n + self.kv.page_size > self.kv.capacity:
-            raise ValueError(f"input_ids: {n} tokens exceed the KV capacity {self.kv.capacity}")
 
     def abort(self, rid: str) -> bool:
         """Abort a waiting or running request, freeing everything it holds; no event is sent."""
@@ -130,7 +114,7 @@ class Scheduler(SchedulerStats):
             self.waiting.remove(req)
         self._requests.pop(req.rid, None)
         self._finish(req, FinishReason.abort("KV cache capacity exceeded"))
-        self._events.append(self._event(req, [], None))
+        self._events.append(make_event(req, [], None))
         logger.warning("request %s aborted: KV cache capacity exceeded", req.rid)
 
     # -- steps ------------------------------------------------------------------------------
@@ -173,6 +157,8 @@ class Scheduler(SchedulerStats):
         return step
 
     def _schedule_prefill(self) -> list[tuple[Request, ReqInput]]:
+        if self.chunked is None and (not self.waiting or len(self.running) >= self.max_running):
+            return []
         cfg = self.cfg
         reserved = running_reservation(
             list(self.running.values()), self.new_token_ratio, cfg.clip_max_new_tokens
@@ -218,22 +204,24 @@ class Scheduler(SchedulerStats):
     def _fits_alone(self, req: Request) -> bool:
         return req.seq_len + self.kv.page_size <= self.kv.capacity
 
-    def _can_decode(self, r: Request) -> bool:
-        return (
-            not r.prefilling and r.remaining_new_tokens > 0 and r.kv_len < self.info.max_context_len
-        )
-
     def _schedule_decode(self) -> list[tuple[Request, ReqInput]]:
-        cands = [r for r in self.running.values() if self._can_decode(r)]
+        ctx = self.info.max_context_len
+        # NOTE: hot loop at large batch; the properties prefilling / remaining_new_tokens inlined.
+        cands = [
+            r
+            for r in self.running.values()
+            if r.prefill_target <= len(r.slots) < ctx
+            and len(r.output_ids) + r.pending_samples < r.sampling.max_new_tokens
+        ]
         if not cands:
             return []
         cands = make_room(self, cands)
+        if not cands:
+            return []
         out = []
-        for r in cands:
-            new = self.kv.grow(r, 1)
-            assert new is not None, "make_room guarantees a slot per decode"
+        for r, slot in zip(cands, self.kv.grow_decode(cands), strict=True):
             r.pending_samples += 1
-            out.append((r, ReqInput(row=r.row, new_slots=new)))
+            out.append((r, ReqInput(row=r.row, new_slots=[slot])))
         return out
 
     # -- results ----------------------------------------------------------------------------
@@ -249,25 +237,13 @@ class Scheduler(SchedulerStats):
             )
         self._inflight.popleft()
         events, self._events = self._events, []
-        logprobs = out.logprobs
-        for i, (req, version, sample) in enumerate(flight.entries):
-            if not sample or req.version != version or req.finished:
-                continue  # a mid-prefill chunk, a retracted request, or one already finished
-            req.pending_samples -= 1
-            tok = out.token_ids[i]
-            req.output_ids.append(tok)
-            lp = None
-            if logprobs is not None and req.sampling.logprobs:
-                lp = [logprobs[i]]
-                req.output_logprobs.append(logprobs[i])
-            self.generated_tokens_total += 1
-            reason = self._check_finish(req, tok)
-            if reason is not None:
-                self._requests.pop(req.rid, None)
-                self._finish(req, reason)
-            events.append(self._event(req, [tok], lp))
+        apply_result(self, flight.entries, out, events)
         self._record_result(out)
         return events
+
+    def _on_finished(self, req: Request, reason: FinishReason) -> None:
+        self._requests.pop(req.rid, None)
+        self._finish(req, reason)
 
     def fail_step(self, step: StepInput, message: str) -> list[TokenEvent]:
         """The worker could not run ``step``: abort its requests (an event each) and free them."""
@@ -283,31 +259,13 @@ class Scheduler(SchedulerStats):
                 self.waiting.remove(req)
             del self._requests[req.rid]
             self._finish(req, FinishReason.abort(message))
-            events.append(self._event(req, [], None))
+            events.append(make_event(req, [], None))
         return events
 
     def take_events(self) -> list[TokenEvent]:
         """Events made outside ``on_result`` (scheduler aborts) when no step is in flight."""
         events, self._events = self._events, []
         return events
-
-    def _check_finish(self, req: Request, tok: int) -> FinishReason | None:
-        if tok in req.stop_set:
-            return FinishReason.stop(tok)
-        if req.num_output >= req.max_new_tokens or req.seq_len >= self.info.max_context_len:
-            return FinishReason.length()
-        return None
-
-    def _event(self, req: Request, toks: list[int], lp: list[float] | None) -> TokenEvent:
-        return TokenEvent(
-            rid=req.rid,
-            token_ids=toks,
-            logprobs=lp,
-            finish_reason=req.finish_reason,
-            prompt_tokens=req.prompt_len,
-            completion_tokens=req.num_output,
-            cached_tokens=req.cached_tokens,
-        )
 
     def flush_cache(self) -> tuple[bool, int]:
         """Evict every unlocked radix-cache entry; return (success, slots freed).
