@@ -1,0 +1,296 @@
+"""The OpenAI-compatible HTTP API (FastAPI on uvicorn), served in the tokenizer's event loop.
+
+Both endpoints build a :class:`GenerateInput` with the shared :class:`PromptBuilder` and read the
+manager's coalesced chunks, as the gRPC ``Generate`` does. Streaming answers are SSE
+(``data: {json}`` ... ``data: [DONE]``).
+
+NOTE: a client that goes away must abort its request. Every path closes the manager's generator:
+before the stream starts a watcher on ``http.disconnect`` cancels the wait, and once streaming,
+Starlette cancels the SSE generator on disconnect, whose ``finally`` closes the chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
+
+from services.common.errors import InvalidArgument, NotFound, RequestError
+from services.tokenizer import openai_protocol as oai
+from services.tokenizer.frontend import Frontend
+from services.tokenizer.manager import Chunk
+from services.tokenizer.metrics import TokenizerMetrics
+from services.tokenizer.prompts import GenerateInput
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    """The HTTP client disconnected before its answer was ready."""
+
+
+class _Serving:
+    def __init__(self, frontend: Frontend, metrics: TokenizerMetrics) -> None:
+        self.fe = frontend
+        self.metrics = metrics
+
+    def check_model(self, model: str | None) -> None:
+        if model is not None and model != self.fe.model_name:
+            raise NotFound(f"the model `{model}` does not exist", "model")
+
+    def build(self, ids: list[int], body: oai._SamplingRequest, field_name: str) -> GenerateInput:
+        sampling, given = oai.sampling_params(body, self.fe.info.max_context_len)
+        return self.fe.builder.build(
+            ids,
+            sampling,
+            stop=oai.stop_strings(body.stop),
+            max_tokens_given=given,
+            field_name=field_name,
+            skip_special_tokens=body.skip_special_tokens,
+            include_stop_str_in_output=body.include_stop_str_in_output,
+        )
+
+    def prompt_ids(self, prompt: Any) -> list[int]:
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
+            if len(prompt) != 1:
+                raise InvalidArgument("batches of several prompts are not supported", "prompt")
+            prompt = prompt[0]
+        if isinstance(prompt, str):
+            return self.fe.builder.ids_from_text(prompt, "prompt")
+        return self.fe.builder.check_ids(prompt, "prompt")
+
+    async def chunks(self, req: GenerateInput) -> AsyncIterator[Chunk]:
+        gen = self.fe.manager.generate(req)
+        try:
+            async with self.metrics.track(req) as track:
+                async for chunk in gen:
+                    track.chunk(chunk)
+                    yield chunk
+        finally:
+            await gen.aclose()  # aborts upstream unless the request finished
+
+    async def respond(
+        self, request: Request, req: GenerateInput, body: oai._SamplingRequest, fmt: oai.Format
+    ) -> Response:
+        chunks = self.chunks(req)
+        try:
+            if not body.stream:
+                total = await _until_disconnect(request, _collect(chunks))
+                if total.finish_reason == "error":
+                    return _engine_error(total)
+                return JSONResponse(fmt.response(total, len(req.input_ids)))
+            first = await _until_disconnect(request, chunks.__anext__())
+        except ClientGone:
+            await chunks.aclose()
+            return Response(status_code=499)
+        except BaseException:
+            await chunks.aclose()
+            raise
+        if first.finish_reason == "error":
+            await chunks.aclose()
+            return _engine_error(first)
+        stream = _sse(first, chunks, fmt, len(req.input_ids), body.include_usage)
+        return StreamingResponse(stream, media_type="text/event-stream")
+
+
+async def _collect(chunks: AsyncIterator[Chunk]) -> Chunk:
+    total = Chunk()
+    async for chunk in chunks:
+        total.merge(chunk)
+    if total.finish_reason is None:
+        total.finish_reason = "abort"
+    return total
+
+
+async def _wait_disconnect(request: Request) -> None:
+    # NOTE: FastAPI has read the whole body, so receive() blocks until the client disconnects.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Awaits ``work``; cancels it and raises ClientGone if the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_disconnect(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        task.cancel()  # no-op when done
+    if not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise ClientGone
+    return task.result()
+
+
+async def _sse(
+    first: Chunk, chunks: AsyncIterator[Chunk], fmt: oai.Format, prompt_len: int, with_usage: bool
+) -> AsyncIterator[str]:
+    total = Chunk()
+    chunk: Chunk | None = first
+    try:
+        for event in fmt.head(with_usage):
+            yield _event(event)
+        while chunk is not None:
+            total.merge(chunk)
+            if chunk.finish_reason == "error":
+                yield _event(oai.error_body(chunk.error or "engine error", kind="server_error"))
+                break
+            event = fmt.chunk(chunk, with_usage)
+            if event is not None:
+                yield _event(event)
+            if chunk.finish_reason is not None:
+                break
+            chunk = await anext(chunks, None)
+        if with_usage:
+            yield _event(fmt.usage_chunk(total, prompt_len))
+        yield "data: [DONE]\n\n"
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+def _event(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+def _engine_error(chunk: Chunk) -> JSONResponse:
+    message = chunk.error or "the engine failed"
+    return JSONResponse(oai.error_body(message, kind="server_error"), status_code=503)
+
+
+def _error(status: int, message: str, param: str | None, code: Any = None) -> JSONResponse:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return JSONResponse(oai.error_body(message, param, kind, code), status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0] if exc.errors() else {"msg": "invalid request", "loc": ()}
+        if err.get("type") == "json_invalid":
+            detail = (err.get("ctx") or {}).get("error", "")
+            return _error(400, f"malformed JSON body: {detail}".rstrip(": "), None)
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        param = ".".join(loc) or None
+        return _error(400, f"{param or 'request body'}: {err.get('msg')}", param)
+
+    @app.exception_handler(RequestError)
+    async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
+        code = "model_not_found" if isinstance(exc, NotFound) and exc.field == "model" else None
+        return _error(exc.http_status, str(exc), exc.field, code)
+
+    @app.exception_handler(ValueError)
+    async def _value_error(request: Request, exc: ValueError) -> JSONResponse:
+        param = str(exc).split(":", 1)[0].split("[", 1)[0] if ":" in str(exc) else None
+        return _error(400, str(exc), param)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), None)
+
+
+def create_app(frontend: Frontend, metrics: TokenizerMetrics) -> FastAPI:
+    """The OpenAI-compatible API over ``frontend``."""
+    app = FastAPI(title="radixserve", docs_url=None, redoc_url=None)
+    serving = _Serving(frontend, metrics)
+    _install_error_handlers(app)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: oai.ChatCompletionRequest, request: Request) -> Response:
+        serving.check_model(body.model)
+        ids = frontend.builder.ids_from_chat(body.messages, "messages")
+        req = serving.build(ids, body, "messages")
+        fmt = oai.ChatFormat(frontend.model_name, frontend.tokenizer, body.logprobs)
+        return await serving.respond(request, req, body, fmt)
+
+    @app.post("/v1/completions")
+    async def completions(body: oai.CompletionRequest, request: Request) -> Response:
+        serving.check_model(body.model)
+        req = serving.build(serving.prompt_ids(body.prompt), body, "prompt")
+        fmt = oai.CompletionFormat(
+            frontend.model_name, frontend.tokenizer, body.logprobs is not None
+        )
+        return await serving.respond(request, req, body, fmt)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [_model_card(frontend)]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> dict[str, Any]:
+        serving.check_model(model_id)
+        return _model_card(frontend)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _model_card(frontend: Frontend) -> dict[str, Any]:
+    return {
+        "id": frontend.model_name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "radixserve",
+        "max_model_len": frontend.info.max_context_len,
+    }
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without signal handling: the service's ``__main__`` owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[override]
+        yield
+
+    def install_signal_handlers(self) -> None:  # uvicorn < 0.29
+        pass
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=2048)
+
+
+async def start_http(
+    frontend: Frontend, metrics: TokenizerMetrics, host: str, port: int
+) -> tuple[uvicorn.Server, asyncio.Task]:
+    """Serves the API on ``host:port`` in the running loop; returns once it accepts connections.
+
+    Raises OSError when the port cannot be bound. Stop it with ``server.should_exit = True`` and
+    await the task.
+    """
+    config = uvicorn.Config(
+        create_app(frontend, metrics),
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=5,
+    )
+    server = _Server(config)
+    sock = _bind(host, port)  # binding here turns a busy port into OSError, not SystemExit
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="http-api")
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError(f"HTTP API on {host}:{port} stopped during start-up")
+        await asyncio.sleep(0.01)
+    logger.info("http serving", extra={"kv": {"address": f"{host}:{sock.getsockname()[1]}"}})
+    return server, task

@@ -1,0 +1,264 @@
+"""OpenAI API shapes: request models (pydantic), sampling conversion and response bodies.
+
+No I/O here: :mod:`services.tokenizer.http_api` parses requests with these models, turns them into
+:class:`SamplingParams` with :func:`sampling_params` and answers with the dicts built below.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.common.errors import InvalidArgument
+from services.common.types import SamplingParams
+from services.tokenizer.manager import Chunk
+from services.tokenizer.tokenization import Tokenizer
+
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+FINISH_REASONS = ("stop", "length", "abort")
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class _SamplingRequest(BaseModel):
+    """Fields both endpoints share. Unknown fields are ignored, as OpenAI-compatible servers do."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None  # extension
+    seed: int | None = Field(default=None, ge=0, lt=2**64)
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = 1
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    user: str | None = None
+    # Extensions, as vLLM has them.
+    ignore_eos: bool = False
+    skip_special_tokens: bool = True
+    stop_token_ids: list[int] | None = None
+    include_stop_str_in_output: bool = False
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream and self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(_SamplingRequest):
+    messages: list[dict[str, Any]]
+    max_completion_tokens: int | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+
+
+class CompletionRequest(_SamplingRequest):
+    prompt: str | list[int] | list[str] | list[list[int]]
+    logprobs: int | None = None
+    echo: bool = False
+    suffix: str | None = None
+
+
+def check_unsupported(req: _SamplingRequest) -> None:
+    """Rejects what this server cannot do, naming the field (rather than silently ignoring it)."""
+    if req.n != 1:
+        raise InvalidArgument(f"only n=1 is supported, got {req.n}", "n")
+    for name in ("presence_penalty", "frequency_penalty"):
+        if getattr(req, name):
+            raise InvalidArgument("is not supported (only 0)", name)
+    if req.logit_bias:
+        raise InvalidArgument("is not supported", "logit_bias")
+    if isinstance(req, ChatCompletionRequest) and req.top_logprobs:
+        raise InvalidArgument("only 0 is supported (the sampled token's logprob)", "top_logprobs")
+    if isinstance(req, CompletionRequest):
+        if req.logprobs is not None and req.logprobs != 0:
+            raise InvalidArgument("only 0 is supported (the sampled token's logprob)", "logprobs")
+        if req.echo:
+            raise InvalidArgument("is not supported", "echo")
+        if req.suffix:
+            raise InvalidArgument("is not supported", "suffix")
+
+
+def sampling_params(req: _SamplingRequest, max_context_len: int) -> tuple[SamplingParams, bool]:
+    """The request's sampling and whether max_tokens was given (else it is cut to the context)."""
+    check_unsupported(req)
+    max_field, max_tokens = "max_tokens", req.max_tokens
+    if isinstance(req, ChatCompletionRequest) and req.max_completion_tokens is not None:
+        max_field, max_tokens = "max_completion_tokens", req.max_completion_tokens
+    given = max_tokens is not None
+    if max_tokens is None:
+        is_chat = isinstance(req, ChatCompletionRequest)
+        max_tokens = max_context_len if is_chat else COMPLETIONS_DEFAULT_MAX_TOKENS
+    elif max_tokens < 1:
+        raise InvalidArgument(f"must be >= 1, got {max_tokens}", max_field)
+    stop_ids = req.stop_token_ids or []
+    if any(t < 0 for t in stop_ids):
+        raise InvalidArgument("token ids must be >= 0", "stop_token_ids")
+    sampling = SamplingParams(
+        temperature=1.0 if req.temperature is None else req.temperature,
+        top_p=1.0 if req.top_p is None else req.top_p,
+        top_k=-1 if req.top_k is None else req.top_k,
+        seed=req.seed,
+        max_new_tokens=max_tokens,
+        stop_token_ids=tuple(stop_ids),
+        ignore_eos=req.ignore_eos,
+        logprobs=bool(req.logprobs is not None and req.logprobs is not False),
+    )
+    return sampling, given
+
+
+def stop_strings(stop: str | list[str] | None) -> list[str]:
+    if stop is None:
+        return []
+    return [stop] if isinstance(stop, str) else list(stop)
+
+
+# ---- responses -------------------------------------------------------------------------------
+
+
+def error_body(
+    message: str, param: str | None = None, kind: str = "invalid_request_error", code: Any = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
+    }
+
+
+def finish_reason(chunk: Chunk) -> str | None:
+    reason = chunk.finish_reason
+    return reason if reason in FINISH_REASONS or reason is None else "abort"
+
+
+class Format:
+    """Response shapes of one endpoint, for one request (ids, creation time, logprob offsets)."""
+
+    id_prefix = "cmpl"
+    object_name = "text_completion"
+    chunk_object = "text_completion"
+
+    def __init__(self, model: str, tokenizer: Tokenizer, logprobs: bool) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.logprobs = logprobs
+        self.id = new_id(self.id_prefix)
+        self.created = now()
+
+    def envelope(self, obj: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+
+    def head(self, with_usage: bool) -> list[dict[str, Any]]:
+        """Stream events sent before the first chunk."""
+        return []
+
+    def chunk(self, chunk: Chunk, with_usage: bool) -> dict[str, Any] | None:
+        """The stream event of ``chunk``; None when it carries nothing to tell."""
+        choice = self.delta(chunk)
+        if choice is None:
+            return None
+        event = self.envelope(self.chunk_object, [choice])
+        if with_usage:
+            event["usage"] = None
+        return event
+
+    def usage_chunk(self, total: Chunk, prompt_len: int) -> dict[str, Any]:
+        return {**self.envelope(self.chunk_object, []), "usage": self.usage(total, prompt_len)}
+
+    def response(self, total: Chunk, prompt_len: int) -> dict[str, Any]:
+        body = self.envelope(self.object_name, [self.full(total)])
+        return {**body, "usage": self.usage(total, prompt_len)}
+
+    @staticmethod
+    def usage(total: Chunk, prompt_len: int) -> dict[str, Any]:
+        completion = total.completion_tokens or len(total.token_ids)
+        return usage(total.prompt_tokens or prompt_len, completion, total.cached_tokens)
+
+    def delta(self, chunk: Chunk) -> dict[str, Any] | None:
+        if not chunk.text and chunk.finish_reason is None:
+            return None
+        return self.full(chunk)
+
+    def full(self, chunk: Chunk) -> dict[str, Any]:
+        return {
+            "index": 0,
+            "text": chunk.text,
+            "logprobs": self.token_logprobs(chunk) if self.logprobs else None,
+            "finish_reason": finish_reason(chunk),
+        }
+
+    def token_logprobs(self, chunk: Chunk) -> dict[str, Any]:
+        tokens = [self.tokenizer.decode([t]) for t in chunk.token_ids[: len(chunk.logprobs)]]
+        return {"tokens": tokens, "token_logprobs": list(chunk.logprobs), "top_logprobs": None}
+
+
+CompletionFormat = Format
+
+
+class ChatFormat(Format):
+    id_prefix = "chatcmpl"
+    object_name = "chat.completion"
+    chunk_object = "chat.completion.chunk"
+
+    def head(self, with_usage: bool) -> list[dict[str, Any]]:
+        delta = {"role": "assistant", "content": ""}
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+        event = self.envelope(self.chunk_object, [choice])
+        if with_usage:
+            event["usage"] = None
+        return [event]
+
+    def delta(self, chunk: Chunk) -> dict[str, Any] | None:
+        if not chunk.text and chunk.finish_reason is None and not chunk.logprobs:
+            return None
+        return {
+            "index": 0,
+            "delta": {"content": chunk.text} if chunk.text else {},
+            "logprobs": self.token_logprobs(chunk) if self.logprobs else None,
+            "finish_reason": finish_reason(chunk),
+        }
+
+    def full(self, chunk: Chunk) -> dict[str, Any]:
+        return {
+            "index": 0,
+            "message": {"role": "assistant", "content": chunk.text},
+            "logprobs": self.token_logprobs(chunk) if self.logprobs else None,
+            "finish_reason": finish_reason(chunk),
+        }
+
+    def token_logprobs(self, chunk: Chunk) -> dict[str, Any]:
+        content = []
+        for token_id, logprob in zip(chunk.token_ids, chunk.logprobs, strict=False):
+            token = self.tokenizer.decode([token_id])
+            entry = {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+            content.append({**entry, "top_logprobs": []})
+        return {"content": content}
