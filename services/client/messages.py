@@ -1,0 +1,128 @@
+"""What the SDK hands its users, and how it builds requests: no channels here.
+
+Sampling keywords (all optional, unset means the server's default): ``temperature``, ``top_p``,
+``top_k``, ``seed``, ``max_tokens`` (alias ``max_new_tokens``), ``stop`` (str or list),
+``stop_token_ids``, ``ignore_eos``, ``skip_special_tokens``, ``logprobs``,
+``include_stop_str_in_output``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from radixserve.v1 import common_pb2, tokenizer_pb2
+
+FINISH_REASONS = {
+    common_pb2.FINISH_REASON_STOP: "stop",
+    common_pb2.FINISH_REASON_LENGTH: "length",
+    common_pb2.FINISH_REASON_ABORT: "abort",
+    common_pb2.FINISH_REASON_ERROR: "error",
+}
+_SCALARS = (
+    "temperature", "top_p", "top_k", "seed", "ignore_eos", "skip_special_tokens", "logprobs",
+    "include_stop_str_in_output",
+)  # fmt: skip
+
+Message = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class GenerateChunk:
+    """One streamed piece of a generation (new text and ids since the previous piece)."""
+
+    rid: str
+    text: str
+    token_ids: list[int]
+    logprobs: list[float]
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+
+    @classmethod
+    def from_pb(cls, pb: tokenizer_pb2.GenerateResponse) -> GenerateChunk:
+        return cls(
+            rid=pb.rid,
+            text=pb.text,
+            token_ids=list(pb.token_ids),
+            logprobs=list(pb.logprobs),
+            finish_reason=FINISH_REASONS.get(pb.finish_reason),
+            prompt_tokens=pb.usage.prompt_tokens,
+            completion_tokens=pb.usage.completion_tokens,
+            cached_tokens=pb.usage.cached_tokens,
+        )
+
+
+@dataclass
+class Completion:
+    """A whole generation, gathered from its chunks."""
+
+    rid: str = ""
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    def add(self, chunk: GenerateChunk) -> None:
+        self.rid = chunk.rid or self.rid
+        self.text += chunk.text
+        self.token_ids += chunk.token_ids
+        self.logprobs += chunk.logprobs
+        self.finish_reason = chunk.finish_reason or self.finish_reason
+        self.prompt_tokens = chunk.prompt_tokens or self.prompt_tokens
+        self.completion_tokens = chunk.completion_tokens or self.completion_tokens
+        self.cached_tokens = chunk.cached_tokens or self.cached_tokens
+
+
+def sampling_pb(**sampling: Any) -> common_pb2.SamplingParams:
+    """SamplingParams from keywords; unset (None) fields stay unset. TypeError on unknown keys."""
+    sampling = {k: v for k, v in sampling.items() if v is not None}
+    if "max_tokens" in sampling:
+        sampling["max_new_tokens"] = sampling.pop("max_tokens")
+    pb = common_pb2.SamplingParams()
+    stop = sampling.pop("stop", [])
+    pb.stop.extend([stop] if isinstance(stop, str) else stop)
+    pb.stop_token_ids.extend(sampling.pop("stop_token_ids", []))
+    if "max_new_tokens" in sampling:
+        pb.max_new_tokens = sampling.pop("max_new_tokens")
+    for name in _SCALARS:
+        if name in sampling:
+            setattr(pb, name, sampling.pop(name))
+    if sampling:
+        raise TypeError(f"unknown sampling arguments: {', '.join(sorted(sampling))}")
+    return pb
+
+
+def generate_request(
+    prompt: str | None = None,
+    *,
+    messages: Iterable[Message] | None = None,
+    token_ids: Sequence[int] | None = None,
+    rid: str = "",
+    **sampling: Any,
+) -> tokenizer_pb2.GenerateRequest:
+    """A GenerateRequest from exactly one of ``prompt`` (text), ``messages`` or ``token_ids``."""
+    given = [x is not None for x in (prompt, messages, token_ids)]
+    if sum(given) != 1:
+        raise ValueError("pass exactly one of prompt, messages or token_ids")
+    req = tokenizer_pb2.GenerateRequest(rid=rid, sampling=sampling_pb(**sampling))
+    if prompt is not None:
+        req.text = prompt
+    elif messages is not None:
+        chat = [tokenizer_pb2.ChatMessage(role=m["role"], content=m["content"]) for m in messages]
+        req.chat.SetInParent()  # an empty list still picks the chat input
+        req.chat.messages.extend(chat)
+    else:
+        req.token_ids.SetInParent()
+        req.token_ids.ids.extend(token_ids or [])
+    return req
+
+
+def chat_messages(user: str, system: str | None = None) -> list[dict[str, str]]:
+    head = [{"role": "system", "content": system}] if system else []
+    return [*head, {"role": "user", "content": user}]
