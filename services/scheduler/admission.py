@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from services.common.types import ReqInput
 from services.scheduler.core_config import SchedulerCoreConfig
 from services.scheduler.memory import KVManager
+from services.scheduler.radix_cache import RadixCache
 from services.scheduler.request import Request
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,22 @@ class Admission:
         self.budget = budget
         self.alone = alone  # nothing running: the head request may skip the decode reservation
         self.chunking = False  # a request is mid-chunk after this step
+        self.deferred = False  # the last ``admit`` returned None to defer, not for lack of room
+        self._batch_tree: RadixCache | None = None  # prompts admitted in this step
+
+    def _shares_batch_prefix(self, req: Request, prefix: int) -> bool:
+        """Whether ``req`` would recompute a long prefix that this step's prefill computes."""
+        threshold = self.cfg.in_batch_prefix_threshold
+        if threshold <= 0 or self.kv.cache is None:
+            return False
+        if self._batch_tree is None:
+            self._batch_tree = RadixCache()
+        key = req.all_ids
+        shared, _ = self._batch_tree.match_prefix(key, req.extra_key, touch=False)
+        if len(shared) - prefix >= threshold:
+            return True
+        self._batch_tree.insert(key, key, req.extra_key)
+        return False
 
     def chunk_size(self, req: Request, extend: int, first: bool) -> int:
         """Tokens of ``req`` to prefill in this step; 0 when it does not fit."""
@@ -99,6 +116,10 @@ class Admission:
         """Lock ``req``'s prefix, allocate its first chunk and a row; None (nothing held) if it
         does not fit. The caller checked that a row is available."""
         prefix = self.kv.attach_prefix(req)
+        self.deferred = not first and self._shares_batch_prefix(req, prefix)
+        if self.deferred:
+            self.kv.release(req)
+            return None
         extend = req.seq_len - prefix
         n = self.chunk_size(req, extend, first)
         new = self.kv.grow(req, n) if n > 0 else None

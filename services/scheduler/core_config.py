@@ -27,6 +27,9 @@ class SchedulerCoreConfig:
     clip_max_new_tokens: int = 4096  # admission reserves at most this many new tokens per request
     retract_decode_steps: int = 20  # decode steps assumed left per request when raising the ratio
     lpm_max_queue: int = 128  # lpm falls back to fcfs past this many waiting requests
+    # A request sharing at least this many more tokens with one admitted in the same step than
+    # with the cache waits a step and then hits the cache instead of recomputing (0: off).
+    in_batch_prefix_threshold: int = 32
 
     def __post_init__(self) -> None:
         positive = ("max_running_requests", "max_prefill_tokens", "new_token_ratio_decay_steps")

@@ -49,7 +49,7 @@ class RadixCache:
         eviction_policy: str = "lru",
     ) -> None:
         self.page_size = page_size
-        self.free_fn = free_fn or (lambda slots: None)
+        self.free_fn = free_fn if free_fn is not None else (lambda slots: None)
         self.policy = make_eviction_policy(eviction_policy)
         self.reset()
 

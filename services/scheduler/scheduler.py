@@ -175,9 +175,10 @@ class Scheduler(SchedulerStats):
                 self.chunked = None
         if self.waiting and len(self.running) < self.max_running:
             self._admit_waiting(adm, out)
-        if self.chunked is not None and out and self.chunked.prefilling:
+        for req, _ in out:
+            # Prompt (or chunk) KV goes to the tree at once, so later requests share it.
             # NOTE: after admission, so no request of this step reads KV this step writes.
-            self.kv.cache_unfinished(self.chunked)
+            self.kv.cache_unfinished(req)
         return out
 
     def _admit_waiting(self, adm: Admission, out: list[tuple[Request, ReqInput]]) -> None:
@@ -191,6 +192,8 @@ class Scheduler(SchedulerStats):
                 continue
             ri = adm.admit(req, self.rows.alloc, first)
             if ri is None:
+                if adm.deferred:
+                    continue
                 break
             admitted.add(id(req))
             self.running[req.rid] = req

@@ -1,0 +1,217 @@
+from __future__ import annotations
+
+import pytest
+
+from services.common.types import ForwardMode
+from services.scheduler.policy import make_schedule_policy
+from services.scheduler.request import FinishKind
+from services.scheduler.scheduler import Scheduler, SchedulerCoreConfig
+from tests.scheduler.conftest import assert_no_leak, make_info, make_req
+from tests.scheduler.fake_worker import FakeWorker, drive, reference
+
+
+def test_chunked_prefill_one_long_prompt_at_a_time():
+    info = make_info()
+    sched = Scheduler(SchedulerCoreConfig(chunked_prefill_size=32), info)
+    w = FakeWorker(info)
+    sched.add_request(make_req("a", [1 + i % 90 for i in range(100)], max_new=4))
+    sched.add_request(make_req("b", [2 + i % 90 for i in range(100)], max_new=4))
+    steps = []
+    for _ in range(4):
+        steps.append(sched.next_step())
+        sched.on_result(w.run(steps[-1]))
+    a_parts = [[r for r in s.reqs if r.row == steps[0].reqs[0].row] for s in steps]
+    assert [len(p[0].new_slots) for p in a_parts] == [32, 32, 32, 4]
+    assert [p[0].sample for p in a_parts] == [False, False, False, True]
+    assert [p[0].prefix_slots is not None for p in a_parts] == [True, False, False, False]
+    assert all(len(s.reqs) == 1 for s in steps[:3])  # b waits while a is mid-chunk
+    assert len(steps[3].reqs) == 2 and len(steps[3].reqs[1].new_slots) == 28
+    drive(sched, w)
+    assert_no_leak(sched)
+
+
+def test_unfinished_chunk_is_cached_for_others():
+    info = make_info()
+    sched = Scheduler(SchedulerCoreConfig(chunked_prefill_size=32), info)
+    w = FakeWorker(info)
+    prompt = [1 + i % 90 for i in range(100)]
+    sched.add_request(make_req("a", prompt, max_new=4))
+    for _ in range(2):
+        sched.on_result(w.run(sched.next_step()))
+    assert sched.cached_slots == 64  # both computed chunks handed to the tree
+    sched.add_request(make_req("b", prompt[:70] + [5, 5], max_new=4))
+    events = drive(sched, w)
+    b_first = next(e for e in events if e.rid == "b")
+    assert b_first.cached_tokens >= 64
+    assert_no_leak(sched)
+
+
+def test_new_token_ratio_decays_to_min():
+    info = make_info()
+    cfg = SchedulerCoreConfig(
+        init_new_token_ratio=0.5, min_new_token_ratio=0.2, new_token_ratio_decay_steps=10
+    )
+    sched = Scheduler(cfg, info)
+    w = FakeWorker(info)
+    sched.add_request(make_req("a", [1, 2], max_new=40, ignore_eos=True))
+    sched.on_result(w.run(sched.next_step()))  # extend: no decay
+    assert sched.new_token_ratio == 0.5
+    for _ in range(5):
+        sched.on_result(w.run(sched.next_step()))
+    assert sched.new_token_ratio == pytest.approx(0.35)
+    for _ in range(10):
+        sched.on_result(w.run(sched.next_step()))
+    assert sched.new_token_ratio == pytest.approx(0.2)
+
+
+def test_admission_reserves_running_budget():
+    info = make_info(num_slots=201)  # 200 usable slots
+    sched = Scheduler(SchedulerCoreConfig(init_new_token_ratio=0.7), info)
+    w = FakeWorker(info)
+    sched.add_request(make_req("a", [1] * 10, max_new=150, ignore_eos=True))
+    sched.on_result(w.run(sched.next_step()))
+    # a reserves ~149 x 0.7 = 104: 200 - 10 - 104 = 86 < 10 + 100 + 1 for b
+    sched.add_request(make_req("b", [2] * 10, max_new=100))
+    step = sched.next_step()
+    assert step.mode == ForwardMode.DECODE and sched.num_waiting == 1
+    sched.abort("b")
+    sched.add_request(make_req("c", [2] * 10, max_new=60))  # 71 fits
+    sched.on_result(w.run(step))
+    assert sched.next_step().mode == ForwardMode.EXTEND and sched.num_waiting == 0
+
+
+def test_retraction_picks_fewest_outputs_and_outputs_stay_exact():
+    info = make_info(num_slots=41)  # 40 usable slots
+    cfg = SchedulerCoreConfig(
+        init_new_token_ratio=0.0, min_new_token_ratio=0.0, clip_max_new_tokens=1
+    )
+    sched = Scheduler(cfg, info)
+    w = FakeWorker(info)
+    a = make_req("a", [3] * 10, max_new=25, ignore_eos=True)
+    b = make_req("b", [4] * 10, max_new=25, ignore_eos=True)
+    sched.add_request(a)
+    for _ in range(6):
+        sched.on_result(w.run(sched.next_step()))
+    sched.add_request(b)
+    events = drive(sched, w)
+    assert b.num_retractions >= 1 and a.num_retractions == 0
+    assert sched.num_retractions == b.num_retractions
+    assert a.output_ids == reference(a.input_ids, 25, info, 0)
+    assert b.output_ids == reference(b.input_ids, 25, info, 0)
+    assert sum(len(e.token_ids) for e in events if e.rid == "b") == 25
+    assert_no_leak(sched)
+
+
+def test_oom_lone_request_aborts_with_event():
+    info = make_info(num_slots=21, ctx=64)
+    sched = Scheduler(SchedulerCoreConfig(), info)
+    sched.add_request(make_req("a", [3] * 15, max_new=10, ignore_eos=True))
+    events = drive(sched, FakeWorker(info))
+    last = events[-1]
+    assert last.rid == "a" and last.finish_reason.kind == FinishKind.ABORT
+    assert "capacity" in last.finish_reason.message
+    assert_no_leak(sched)
+
+
+def test_lpm_priority_fcfs_orders():
+    info = make_info()
+    for policy, first in (("fcfs", "x"), ("lpm", "y"), ("priority", "z")):
+        sched = Scheduler(SchedulerCoreConfig(schedule_policy=policy, max_running_requests=1), info)
+        w = FakeWorker(info)
+        shared = [7] * 20
+        sched.add_request(make_req("warm", shared + [1], max_new=1))
+        drive(sched, w)
+        sched.add_request(make_req("x", [9] * 20, max_new=1))
+        sched.add_request(make_req("y", shared + [2], max_new=1))
+        sched.add_request(make_req("z", [8] * 20, max_new=1, priority=5))
+        step = sched.next_step()
+        assert [r.rid for r in sched.running.values()] == [first], policy
+        sched.on_result(w.run(step))
+        drive(sched, w)
+        assert_no_leak(sched)
+
+
+def test_unknown_policy_lists_known():
+    with pytest.raises(ValueError, match="fcfs, lpm, priority"):
+        make_schedule_policy("sjf")
+    with pytest.raises(ValueError, match="schedule_policy"):
+        SchedulerCoreConfig(schedule_policy="sjf")
+
+
+@pytest.mark.parametrize("page_size", [1, 4])
+def test_shared_prefix_hits_and_same_outputs_as_cache_off(page_size):
+    info = make_info(page_size=page_size)
+    outs = {}
+    for cache in (True, False):
+        sched = Scheduler(SchedulerCoreConfig(enable_cache=cache), info)
+        system = [(i * 13) % 97 + 1 for i in range(64)]
+        for i in range(16):
+            sched.add_request(make_req(str(i), system + [i + 1, i + 2], max_new=6))
+        events = drive(sched, FakeWorker(info, eos_every=30))
+        outs[cache] = sorted((e.rid, e.token_ids) for e in events)
+        if cache:
+            assert sched.cache_hit_rate > 0.5 and sched.cached_slots > 0
+        else:
+            assert sched.cache_hit_rate == 0 and sched.cached_slots == 0
+        assert_no_leak(sched)
+    assert outs[True] == outs[False]
+
+
+def test_extra_key_namespaces_in_scheduler():
+    info = make_info()
+    sched = Scheduler(SchedulerCoreConfig(), info)
+    w = FakeWorker(info)
+    sched.add_request(make_req("a", [5] * 30, max_new=1, extra_key="salt-1"))
+    drive(sched, w)
+    sched.add_request(make_req("b", [5] * 30, max_new=1, extra_key="salt-2"))
+    sched.add_request(make_req("c", [5] * 30, max_new=1, extra_key="salt-1"))
+    events = drive(sched, w)
+    hits = {e.rid: e.cached_tokens for e in events}
+    assert hits == {"b": 0, "c": 29}
+
+
+def test_single_row_is_reused():
+    info = make_info(max_rows=1)
+    sched = Scheduler(SchedulerCoreConfig(), info)
+    reqs = {str(i): [i + 1] * 5 for i in range(5)}
+    for rid, p in reqs.items():
+        sched.add_request(make_req(rid, p, max_new=3))
+    events = drive(sched, FakeWorker(info))
+    for rid, p in reqs.items():
+        assert [t for e in events if e.rid == rid for t in e.token_ids] == reference(p, 3, info, 0)
+    assert_no_leak(sched)
+
+
+def test_page_size_from_worker_flush_logprobs_and_fail_step():
+    info = make_info(page_size=4)
+    sched = Scheduler(SchedulerCoreConfig(), info)
+    assert sched.kv.page_size == 4
+    w = FakeWorker(info)
+    sched.add_request(make_req("a", [1] * 9, max_new=2, logprobs=True))
+    events = drive(sched, w)
+    assert all(e.logprobs == [-0.5] for e in events)
+    assert sched.flush_cache() == (True, 8)
+    sched.add_request(make_req("b", [1] * 9, max_new=5))
+    step = sched.next_step()
+    (ev,) = sched.fail_step(step, "worker unavailable")
+    assert ev.rid == "b" and ev.finish_reason.message == "worker unavailable"
+    assert not sched.has_work
+    assert_no_leak(sched)
+
+
+def test_in_batch_shared_prefix_waits_one_step_then_hits():
+    info = make_info()
+    sched = Scheduler(SchedulerCoreConfig(), info)
+    w = FakeWorker(info)
+    system = [(i * 13) % 97 + 1 for i in range(64)]
+    for i in range(4):
+        sched.add_request(make_req(str(i), system + [i + 1], max_new=2))
+    sched.add_request(make_req("other", [3] * 10, max_new=2))
+    s0 = sched.next_step()
+    assert len(s0.reqs) == 2  # "0" and "other"; 1-3 would recompute the system prompt
+    sched.on_result(w.run(s0))
+    s1 = sched.next_step()
+    assert s1.mode == ForwardMode.EXTEND and [len(r.new_slots) for r in s1.reqs] == [1, 1, 1]
+    sched.on_result(w.run(s1))
+    drive(sched, w)
+    assert_no_leak(sched)
