@@ -116,7 +116,7 @@ class Admission:
         """Lock ``req``'s prefix, allocate its first chunk and a row; None (nothing held) if it
         does not fit. The caller checked that a row is available."""
         prefix = self.kv.attach_prefix(req)
-        self.deferred = not first and self._shares_batch_prefix(req, prefix)
+        self.deferred = self._shares_batch_prefix(req, prefix) and not first
         if self.deferred:
             self.kv.release(req)
             return None
