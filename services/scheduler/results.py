@@ -16,17 +16,6 @@ logger = logging.getLogger(__name__)
 _LENGTH = FinishReason.length()
 
 
-def check_finish(req: Request, tok: int, max_context_len: int) -> FinishReason | None:
-    """Stop/EOS first (so a last token that is EOS reports ``stop``), then the length limits."""
-    if tok in req.stop_set:
-        return FinishReason.stop(tok)
-    if len(req.output_ids) >= req.sampling.max_new_tokens:
-        return _LENGTH
-    if len(req.input_ids) + len(req.output_ids) >= max_context_len:
-        return _LENGTH
-    return None
-
-
 def make_event(req: Request, toks: list[int], lp: list[float] | None) -> TokenEvent:
     return TokenEvent(
         rid=req.rid,
@@ -45,22 +34,34 @@ def apply_result(
     out: StepOutput,
     events: list[TokenEvent],
 ) -> None:
-    """Apply ``out`` to the step's ``(request, version, sample)`` entries, appending events."""
+    """Apply ``out`` to the step's ``(request, version, sample)`` entries, appending events.
+
+    Finish rules: a stop token (EOS unless ignore_eos, or stop_token_ids) first, so that a last
+    token that is EOS reports ``stop``; then max_new_tokens and the context length (``length``).
+    """
+    # NOTE: hot loop (once per request per step); check_finish and make_event are inlined.
     ctx = sched.info.max_context_len
     tokens = out.token_ids
     logprobs = out.logprobs
+    produced = 0
     for i, (req, version, sample) in enumerate(entries):
         if not sample or req.version != version or req.finish_reason is not None:
             continue  # a mid-prefill chunk, a retracted request, or one already finished
         req.pending_samples -= 1
         tok = tokens[i]
-        req.output_ids.append(tok)
+        output_ids = req.output_ids
+        output_ids.append(tok)
         lp = None
         if logprobs is not None and req.sampling.logprobs:
             lp = [logprobs[i]]
             req.output_logprobs.append(logprobs[i])
-        reason = check_finish(req, tok, ctx)
-        if reason is not None:
-            sched._on_finished(req, reason)
-        events.append(make_event(req, [tok], lp))
-    sched.generated_tokens_total += len(events)
+        n_in, n_out = len(req.input_ids), len(output_ids)
+        if tok in req.stop_set:
+            sched._on_finished(req, FinishReason.stop(tok))
+        elif n_out >= req.sampling.max_new_tokens or n_in + n_out >= ctx:
+            sched._on_finished(req, _LENGTH)
+        events.append(
+            TokenEvent(req.rid, [tok], lp, req.finish_reason, n_in, n_out, req.cached_tokens)
+        )
+        produced += 1
+    sched.generated_tokens_total += produced

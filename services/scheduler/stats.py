@@ -122,7 +122,7 @@ class SchedulerStats:
         else:
             self.num_mixed_steps += 1
         self.last_batch_size = len(step.reqs)
-        self.last_step_tokens = sum(len(r.new_slots) for r in step.reqs)
+        self.last_step_tokens = sum([len(r.new_slots) for r in step.reqs])
 
     def _record_result(self, out: StepOutput) -> None:
         self.forward_seconds_total += out.forward_seconds
