@@ -148,4 +148,5 @@ class Admission:
             return None
         self.budget.take(n, -n)  # its remaining prefill was reserved as a running request
         self.chunking = req.prefilling
+        self._shares_batch_prefix(req, req.kv_len)  # later chunks: waiting sharers wait for them
         return extend_input(req, new)

@@ -265,6 +265,19 @@ class Scheduler(SchedulerStats):
             events.append(make_event(req, [], None))
         return events
 
+    def abort_all(self, message: str) -> list[TokenEvent]:
+        """Abort every live request with an event each (e.g. the worker restarted and lost its
+        rows); steps in flight are forgotten."""
+        self._inflight.clear()
+        events, self._events = self._events, []
+        for req in list(self._requests.values()):
+            if not req.is_running:
+                self.waiting.remove(req)
+            del self._requests[req.rid]
+            self._finish(req, FinishReason.abort(message))
+            events.append(make_event(req, [], None))
+        return events
+
     def take_events(self) -> list[TokenEvent]:
         """Events made outside ``on_result`` (scheduler aborts) when no step is in flight."""
         events, self._events = self._events, []

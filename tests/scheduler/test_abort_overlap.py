@@ -89,3 +89,44 @@ def test_abort_half_mid_stream_no_leak(seed, cache):
     assert_no_leak(sched)
     sched.flush_cache()
     assert sched.free_slots == sched.kv.capacity
+
+
+def test_finished_requests_leave_by_step_n_plus_2():
+    info = make_info(num_slots=400, max_rows=8)
+    sched = Scheduler(SchedulerCoreConfig(chunked_prefill_size=16), info)
+    w = FakeWorker(info, eos_every=7)
+    for i in range(20):
+        sched.add_request(make_req(str(i), [i % 90 + 1] * (5 + i), max_new=12))
+    step_rids: dict[int, set[str]] = {}
+    finished_at: dict[str, int] = {}
+    pending = deque()
+    while sched.has_work:
+        step = sched.next_step()
+        if step is not None:
+            step_rids[step.step_id] = {r.rid for r, _, _ in sched._inflight[-1].entries}
+            pending.append(w.run(step))
+        if pending and (len(pending) > 1 or step is None):
+            out = pending.popleft()
+            for e in sched.on_result(out):
+                if e.finish_reason is not None:
+                    finished_at[e.rid] = out.step_id
+    assert len(finished_at) == 20
+    for rid, n in finished_at.items():
+        later = [s for s, rids in step_rids.items() if s >= n + 2 and rid in rids]
+        assert not later, (rid, n, later)
+    assert_no_leak(sched)
+
+
+def test_abort_all_frees_everything(sched, info):
+    w = FakeWorker(info)
+    for i in range(6):
+        sched.add_request(make_req(str(i), [i + 1] * 30, max_new=20, ignore_eos=True))
+    s0 = sched.next_step()
+    sched.next_step()
+    sched.on_result(w.run(s0))
+    events = sched.abort_all("worker restarted")
+    assert sorted(e.rid for e in events) == [str(i) for i in range(6)]
+    assert all(e.finish_reason.message == "worker restarted" for e in events)
+    assert not sched.has_work
+    sched.rows.take_pending()
+    assert_no_leak(sched)

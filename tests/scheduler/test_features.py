@@ -215,3 +215,19 @@ def test_in_batch_shared_prefix_waits_one_step_then_hits():
     sched.on_result(w.run(s1))
     drive(sched, w)
     assert_no_leak(sched)
+
+
+def test_sharers_of_a_chunked_prompt_wait_for_its_prefill():
+    info = make_info()
+    sched = Scheduler(SchedulerCoreConfig(chunked_prefill_size=40), info)
+    w = FakeWorker(info)
+    system = [(i * 13) % 97 + 1 for i in range(120)]
+    sched.add_request(make_req("long", system + [1], max_new=2))
+    sched.on_result(w.run(sched.next_step()))  # 40 of 121 tokens computed and cached
+    sched.add_request(make_req("sharer", system + [2], max_new=2))
+    s1 = sched.next_step()  # next chunk of "long"; "sharer" would recompute 80 tokens
+    assert len(s1.reqs) == 1 and sched.num_waiting == 1
+    sched.on_result(w.run(s1))
+    events = drive(sched, w)
+    assert next(e for e in events if e.rid == "sharer").cached_tokens == 120
+    assert_no_leak(sched)
