@@ -14,11 +14,11 @@ from collections import deque
 from dataclasses import dataclass
 
 from services.common.types import ForwardMode, ModelInfo, ReqInput, StepInput, StepOutput
-from services.scheduler.admission import Admission, PrefillBudget, running_reservation
 from services.scheduler.allocator import RowAllocator
 from services.scheduler.core_config import SchedulerCoreConfig
 from services.scheduler.memory import KVManager
 from services.scheduler.policy import make_schedule_policy
+from services.scheduler.prefill import schedule_prefill
 from services.scheduler.request import FinishReason, Request, TokenEvent, validate_request
 from services.scheduler.results import apply_result, make_event
 from services.scheduler.retraction import make_room
@@ -131,9 +131,9 @@ class Scheduler(SchedulerStats):
         self._retracted_now = False
         if self.cfg.enable_mixed_chunk:
             decodes = self._schedule_decode()
-            extends = [] if self._retracted_now else self._schedule_prefill()
+            extends = [] if self._retracted_now else schedule_prefill(self)
         else:
-            extends = self._schedule_prefill()
+            extends = schedule_prefill(self)
             decodes = [] if extends else self._schedule_decode()
         if not extends and not decodes:
             return None
@@ -155,57 +155,6 @@ class Scheduler(SchedulerStats):
         self._inflight.append(_Flight(step.step_id, entries))
         self._record_step(step)
         return step
-
-    def _schedule_prefill(self) -> list[tuple[Request, ReqInput]]:
-        if self.chunked is None and (not self.waiting or len(self.running) >= self.max_running):
-            return []
-        cfg = self.cfg
-        reserved = running_reservation(
-            list(self.running.values()), self.new_token_ratio, cfg.clip_max_new_tokens
-        )
-        budget = PrefillBudget(self.kv, reserved, cfg.max_prefill_tokens, cfg.chunk_budget)
-        adm = Admission(cfg, self.kv, budget, alone=not self.running)
-        out: list[tuple[Request, ReqInput]] = []
-        chunked = self.chunked
-        if chunked is not None:
-            ri = adm.continue_chunk(chunked)
-            if ri is not None:
-                out.append((chunked, ri))
-            if not chunked.prefilling:
-                self.chunked = None
-        if self.waiting and len(self.running) < self.max_running:
-            self._admit_waiting(adm, out)
-        for req, _ in out:
-            # Prompt (or chunk) KV goes to the tree at once, so later requests share it.
-            # NOTE: after admission, so no request of this step reads KV this step writes.
-            self.kv.cache_unfinished(req)
-        return out
-
-    def _admit_waiting(self, adm: Admission, out: list[tuple[Request, ReqInput]]) -> None:
-        admitted: set[int] = set()
-        for req in self.policy.order(self.waiting, self.kv.peek_prefix):
-            if len(self.running) >= self.max_running or self.rows.available == 0:
-                break
-            first = not out
-            if adm.alone and first and not self._fits_alone(req):
-                self._oom_abort(req)
-                continue
-            ri = adm.admit(req, self.rows.alloc, first)
-            if ri is None:
-                if adm.deferred:
-                    continue
-                break
-            admitted.add(id(req))
-            self.running[req.rid] = req
-            if req.prefilling:
-                self.chunked = req
-            self._record_admission(req)
-            out.append((req, ri))
-        if admitted:
-            self.waiting = [r for r in self.waiting if id(r) not in admitted]
-
-    def _fits_alone(self, req: Request) -> bool:
-        return req.seq_len + self.kv.page_size <= self.kv.capacity
 
     def _schedule_decode(self) -> list[tuple[Request, ReqInput]]:
         ctx = self.info.max_context_len
