@@ -60,6 +60,7 @@ class Scheduler(SchedulerStats):
         self._inflight: deque[_Flight] = deque()
         self._events: list[TokenEvent] = []
         self._next_step_id = 0
+        self._retracted_now = False  # a retraction happened while building this step
         SchedulerStats.__init__(self)
 
     # -- requests ---------------------------------------------------------------------------
