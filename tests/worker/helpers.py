@@ -61,23 +61,23 @@ class Driver:
 
     def _prefill(self, prompts, rows, sampling, chunk, prefixes, row_slots) -> list[int]:
         starts = [len(p or []) for p in prefixes]
-        chunk = chunk or max(len(p) - s for p, s in zip(prompts, starts))
+        chunk = chunk or max(len(p) - s for p, s in zip(prompts, starts, strict=True))
         first, last = [True] * len(prompts), [None] * len(prompts)
-        while any(s < len(p) for p, s in zip(prompts, starts)):
+        while any(s < len(p) for p, s in zip(prompts, starts, strict=True)):
             reqs, idx = [], []
-            for i, (p, row) in enumerate(zip(prompts, rows)):
+            for i, (p, row) in enumerate(zip(prompts, rows, strict=True)):
                 if starts[i] >= len(p):
                     continue
                 ids = p[starts[i] : starts[i] + chunk]
                 starts[i] += len(ids)
                 s = self.slots(len(ids))
                 row_slots[i] += s
-                reqs.append(ReqInput(row, s, ids, prefixes[i] if first[i] else None,
-                                     sampling if first[i] else None, starts[i] == len(p)))  # fmt: skip
+                prefix, params = (prefixes[i], sampling) if first[i] else (None, None)
+                reqs.append(ReqInput(row, s, ids, prefix, params, sample=starts[i] == len(p)))
                 first[i] = False
                 idx.append(i)
             res = self.step(ForwardMode.EXTEND, reqs)
-            for i, t in zip(idx, res.token_ids):
+            for i, t in zip(idx, res.token_ids, strict=True):
                 last[i] = t
         return last
 

@@ -9,6 +9,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
 
 from services.common.model_source import embedded_gguf_path
+from services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
 from services.worker.engine import ModelRunner, RunnerConfig
 from services.worker.loader import gguf as gguf_loader
 from tests.worker.conftest import TINY_VARIANTS
@@ -22,31 +23,22 @@ def test_tiny_llama_matches_transformers(tiny_models, variant):
     path, hf_model = tiny_models[variant]
     runner = ModelRunner(RunnerConfig(model=path, num_slots=1024, max_rows=4))
     gen, _ = Driver(runner).generate(PROMPTS, max_new=16)
-    for prompt, ours in zip(PROMPTS, gen):
+    for prompt, ours in zip(PROMPTS, gen, strict=True):
         assert ours == hf_greedy(hf_model, prompt, 16)
 
 
-def test_tiny_llama_logits_close(tiny_models):
-    """Beyond argmax: the last-token logits agree to float32 precision."""
+def test_tiny_llama_logprob_matches_transformers(tiny_models):
+    """Beyond argmax: the chosen token's logprob agrees with transformers' to float32 precision."""
     path, hf_model = tiny_models["llama3_rope"]
     runner = ModelRunner(RunnerConfig(model=path, num_slots=256, max_rows=2))
-    from services.worker.batch import build_tensors, plan_step
-
     prompt = PROMPTS[0]
-    from services.common.types import ForwardMode, ReqInput, StepInput
-
-    step = StepInput(0, ForwardMode.EXTEND, [ReqInput(0, list(range(1, len(prompt) + 1)), prompt)])
-    with torch.inference_mode():
-        plans = plan_step(step, runner.rows, runner.limits)
-        for p in plans:
-            p.state = runner.rows.start(p.req.row, None, p.start)
-        t = build_tensors(plans, runner.device)
-        runner.req_to_token.write(t.write_rows, t.write_cols, t.write_slots)
-        ctx = runner._context(step, t)
-        runner.attn_backend.prepare(ctx)
-        ours = runner.model(t.input_ids, t.positions, ctx)[0]
-        ref = hf_model(torch.tensor([prompt])).logits[0, -1]
-    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+    params = SamplingParams(temperature=0.0, logprobs=True)
+    req = ReqInput(0, list(range(1, len(prompt) + 1)), prompt, None, params)
+    out = runner.step(StepInput(0, ForwardMode.EXTEND, [req]))
+    with torch.no_grad():
+        ref = torch.log_softmax(hf_model(torch.tensor([prompt])).logits[0, -1], dim=-1)
+    assert out.token_ids[0] == int(ref.argmax())
+    assert abs(out.logprobs[0] - float(ref.max())) < 1e-4
 
 
 def _hf_from_gguf(runner: ModelRunner) -> LlamaForCausalLM:

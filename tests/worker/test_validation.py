@@ -1,0 +1,69 @@
+"""ModelRunner.step rejects contract violations with a ValueError that names the problem."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.types import ForwardMode, ReqInput, StepInput
+from tests.worker.helpers import GREEDY, Driver
+
+E, D = ForwardMode.EXTEND, ForwardMode.DECODE
+
+
+def _step(runner, mode, *reqs, release=()):
+    return runner.step(StepInput(0, mode, list(reqs), list(release)))
+
+
+@pytest.mark.parametrize(
+    ("mode", "req", "message"),
+    [
+        (E, ReqInput(-1, [1], [5]), "row out of range"),
+        (E, ReqInput(16, [1], [5]), "row out of range"),
+        (E, ReqInput(0, [0], [5]), "slot 0 out of range"),
+        (E, ReqInput(0, [4096], [5]), "slot 4096 out of range"),
+        (E, ReqInput(0, [1], [5], prefix_slots=[0]), "slot 0 out of range"),
+        (E, ReqInput(0, list(range(1, 258)), [5] * 257), "context overflow"),
+        (E, ReqInput(0, [1, 2], [5]), "1 token_ids but 2 new_slots"),
+        (E, ReqInput(0, [], []), "new_slots is empty"),
+        (E, ReqInput(0, [1], [256]), "token id out of range"),
+        (E, ReqInput(0, [1]), "token_ids missing in an EXTEND step"),
+        (D, ReqInput(0, [1], [5]), "token_ids given in a DECODE step"),
+        (D, ReqInput(11, [1]), "decode on a row with no request"),
+    ],
+)
+def test_rejects(tiny_runner, mode, req, message):
+    with pytest.raises(ValueError, match=message):
+        _step(tiny_runner, mode, req)
+    assert tiny_runner.num_live_rows == 0
+
+
+def test_rejects_duplicate_rows_and_empty_steps(tiny_runner):
+    with pytest.raises(ValueError, match="row appears twice"):
+        _step(tiny_runner, E, ReqInput(0, [1], [5]), ReqInput(0, [2], [6]))
+    with pytest.raises(ValueError, match="no requests"):
+        _step(tiny_runner, E)
+
+
+def test_live_row_rules(tiny_runner):
+    drv = Driver(tiny_runner)
+    drv.step(E, [ReqInput(2, drv.slots(3), [1, 2, 3], None, GREEDY, sample=False)])
+    with pytest.raises(ValueError, match="nothing was sampled"):
+        drv.step(D, [ReqInput(2, drv.slots(1))])
+    with pytest.raises(ValueError, match="prefix_slots on a row already in use"):
+        drv.step(E, [ReqInput(2, drv.slots(1), [4], prefix_slots=[1])])
+    with pytest.raises(ValueError, match="a decode appends exactly one slot"):
+        drv.step(ForwardMode.MIXED, [ReqInput(2, drv.slots(2))])
+    tiny_runner.release([2])
+
+
+def test_rejected_step_changes_nothing(tiny_runner):
+    prompt = [3, 1, 4, 1, 5, 9, 2, 6]
+    expected, _ = Driver(tiny_runner, first_slot=500).generate([prompt], 6, rows=[1])
+    drv = Driver(tiny_runner)
+    got = [drv.step(E, [ReqInput(1, drv.slots(8), prompt, None, GREEDY)]).token_ids[0]]
+    for _ in range(5):
+        with pytest.raises(ValueError):  # the valid request 1 must not advance
+            drv.step(D, [ReqInput(1, drv.slots(1)), ReqInput(5, [0])])
+        got.append(drv.step(D, [ReqInput(1, drv.slots(1))]).token_ids[0])
+    tiny_runner.release([1])
+    assert got == expected[0]
