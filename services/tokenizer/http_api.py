@@ -101,7 +101,22 @@ class _Serving:
             await chunks.aclose()
             return _engine_error(first)
         stream = _sse(first, chunks, fmt, len(req.input_ids), body.include_usage)
-        return StreamingResponse(stream, media_type="text/event-stream")
+        return _SSEResponse(stream)
+
+
+class _SSEResponse(StreamingResponse):
+    """SSE that always closes its generator, even when a send fails on a gone client."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, stream: AsyncIterator[str]) -> None:
+        super().__init__(stream, headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[union-attr]
 
 
 async def _collect(chunks: AsyncIterator[Chunk]) -> Chunk:
