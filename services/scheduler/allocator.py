@@ -89,9 +89,8 @@ class KVAllocator:
 class RowAllocator:
     """Rows ``[0, max_rows)`` of the worker's req->token table.
 
-    A released row stays *pending* until it has been sent in a step's ``release_rows``. When no
-    free row is left, a pending row is reused instead; its release is then cancelled (the new
-    request's first ReqInput carries prefix_slots and sampling, which re-initialise the row).
+    A released row stays *pending* until a step carrying it in ``release_rows`` has been built:
+    the worker refuses to start a new request on a row it has not been told to forget.
     """
 
     def __init__(self, max_rows: int) -> None:
@@ -103,18 +102,20 @@ class RowAllocator:
 
     @property
     def available(self) -> int:
-        return len(self._free) + len(self._pending)
+        """Rows that can be handed out now."""
+        return len(self._free)
 
     @property
     def num_pending(self) -> int:
         return len(self._pending)
 
+    @property
+    def unused(self) -> int:
+        """Rows held by no request (free or waiting for their release to be sent)."""
+        return len(self._free) + len(self._pending)
+
     def alloc(self) -> int | None:
-        if self._free:
-            return self._free.pop()
-        if self._pending:
-            return self._pending.pop()
-        return None
+        return self._free.pop() if self._free else None
 
     def release(self, row: int) -> None:
         self._pending.append(row)

@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SchedulerCoreConfig:
-    max_running_requests: int = 256  # also bounded by the worker's max_rows
+    max_running_requests: int = 256  # also bounded by the worker's max_rows - 1
     max_prefill_tokens: int = 16384  # new tokens of one extend step (the first request may pass)
     chunked_prefill_size: int = 8192  # token budget of one prefill step; <= 0: no chunking
     schedule_policy: str = "fcfs"  # fcfs | lpm | priority (see policy.py)

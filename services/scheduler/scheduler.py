@@ -51,7 +51,13 @@ class Scheduler(SchedulerStats):
         self.rows = RowAllocator(info.max_rows)
         self.policy = make_schedule_policy(cfg.schedule_policy)
         self.policy.configure(cfg)
-        self.max_running = min(cfg.max_running_requests, info.max_rows)
+        if info.max_rows < 2:
+            raise ValueError(
+                f"max_rows: the worker must offer at least 2 rows, got {info.max_rows}"
+            )
+        # NOTE: one row is kept spare. Released rows are reusable only once a step has carried
+        # them, so with every row taken and nothing to run, no step could ever free one.
+        self.max_running = min(cfg.max_running_requests, info.max_rows - 1)
         self.waiting: list[Request] = []
         self.running: dict[str, Request] = {}  # every request holding a row, in admission order
         self.chunked: Request | None = None  # the request mid-chunk, if any

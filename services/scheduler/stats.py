@@ -90,7 +90,7 @@ class SchedulerStats:
 
     @property
     def free_rows(self) -> int:
-        return self.rows.available
+        return self.rows.unused
 
     def stats(self) -> LoadStats:
         return LoadStats(

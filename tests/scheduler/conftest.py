@@ -37,7 +37,7 @@ def assert_no_leak(sched: Scheduler) -> None:
     assert not cached_pages & free, "a page both cached and free"
     assert len(free) + len(cached_pages) == kv.allocator.num_pages - 1
     assert kv.evictable == kv.cached, "a lock was left behind"
-    assert sched.rows.available == sched.rows.max_rows
+    assert sched.rows.unused == sched.rows.max_rows
 
 
 @pytest.fixture

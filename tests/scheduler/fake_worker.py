@@ -57,6 +57,7 @@ class FakeWorker:
 
     def run(self, step: StepInput) -> StepOutput:
         self.steps.append(step)
+        assert step.reqs, "the worker refuses empty steps"
         toks = []
         seen_rows = set()
         for ri in step.reqs:
@@ -65,7 +66,10 @@ class FakeWorker:
             seen_rows.add(ri.row)
             if ri.prefix_slots is not None:
                 assert ri.sampling is not None
+                assert ri.row not in self.rows, "prefix_slots on a row in use (not released)"
                 self.rows[ri.row] = list(ri.prefix_slots)
+            else:
+                assert ri.sampling is None and ri.row in self.rows
             row = self.rows[ri.row]
             ids = ri.token_ids if ri.token_ids is not None else [self.last[ri.row]]
             assert len(ids) == len(ri.new_slots) > 0

@@ -57,14 +57,7 @@ def test_rows_pending_until_sent():
     a, b = r.alloc(), r.alloc()
     assert {a, b} == {0, 1} and r.alloc() is None
     r.release(a)
-    assert r.available == 1 and r.num_pending == 1
+    assert r.available == 0 and r.num_pending == 1 and r.unused == 1
+    assert r.alloc() is None  # not before a step has told the worker to forget it
     assert r.take_pending() == [a]
     assert r.num_pending == 0 and r.alloc() == a
-
-
-def test_rows_reuse_pending_when_none_free():
-    r = RowAllocator(1)
-    row = r.alloc()
-    r.release(row)
-    assert r.alloc() == row  # release cancelled: the reuse re-initialises the row
-    assert r.take_pending() == []

@@ -170,16 +170,22 @@ def test_extra_key_namespaces_in_scheduler():
     assert hits == {"b": 0, "c": 29}
 
 
-def test_single_row_is_reused():
-    info = make_info(max_rows=1)
+def test_two_rows_one_spare():
+    info = make_info(max_rows=2)
     sched = Scheduler(SchedulerCoreConfig(), info)
     reqs = {str(i): [i + 1] * 5 for i in range(5)}
     for rid, p in reqs.items():
         sched.add_request(make_req(rid, p, max_new=3))
+    assert sched.max_running == 1
     events = drive(sched, FakeWorker(info))
     for rid, p in reqs.items():
         assert [t for e in events if e.rid == rid for t in e.token_ids] == reference(p, 3, info, 0)
     assert_no_leak(sched)
+
+
+def test_one_row_is_refused():
+    with pytest.raises(ValueError, match="max_rows"):
+        Scheduler(SchedulerCoreConfig(), make_info(max_rows=1))
 
 
 def test_page_size_from_worker_flush_logprobs_and_fail_step():
@@ -230,4 +236,15 @@ def test_sharers_of_a_chunked_prompt_wait_for_its_prefill():
     sched.on_result(w.run(s1))
     events = drive(sched, w)
     assert next(e for e in events if e.rid == "sharer").cached_tokens == 120
+    assert_no_leak(sched)
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_rows_all_finishing_together_do_not_stall(overlap):
+    info = make_info(max_rows=3)
+    sched = Scheduler(SchedulerCoreConfig(), info)
+    for i in range(10):
+        sched.add_request(make_req(str(i), [i + 1] * 4, max_new=5, ignore_eos=True))
+    events = drive(sched, FakeWorker(info), overlap=overlap)  # raises if it stalls
+    assert sum(e.finish_reason is not None for e in events) == 10
     assert_no_leak(sched)
