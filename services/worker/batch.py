@@ -135,7 +135,9 @@ def build_tensors(plans: list[ReqPlan], device: torch.device) -> StepTensors:
         ids.extend(r.token_ids if r.token_ids is not None else (p.state.last_token,))
         pos.extend(range(p.start, p.end))
         slots.extend(r.new_slots)
-        if p.state is None and r.prefix_slots:
+        # NOTE: prefix_slots only ever come with a row's first step (plan_step checks that);
+        # the runner has already started the row's state by now, so test the slots, not state.
+        if r.prefix_slots:
             w_rows.extend([r.row] * len(r.prefix_slots))
             w_cols.extend(range(len(r.prefix_slots)))
             w_slots.extend(r.prefix_slots)

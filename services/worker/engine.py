@@ -78,6 +78,10 @@ class ModelRunner:
             device=str(self.device),
         )
 
+    def reset(self) -> None:
+        """Forgets every row (a new scheduler session starts); weights and KV stay."""
+        self.rows.clear()
+
     @torch.inference_mode()
     def step(self, batch: StepInput) -> StepOutput:
         """Run one step; ValueError (state unchanged) when the step breaks the contract."""

@@ -46,5 +46,8 @@ class RowTable:
     def release(self, row: int) -> None:
         self._rows.pop(row, None)
 
+    def clear(self) -> None:
+        self._rows.clear()
+
     def __len__(self) -> int:
         return len(self._rows)

@@ -30,6 +30,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         self.metrics = metrics
         # NOTE: one thread: steps must run in order and never concurrently on the model.
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="forward")
+        self._session = 0
 
     def attach(self, runner: object) -> None:
         self.runner = runner
@@ -50,8 +51,15 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         if self.runner is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "model is still loading")
         loop = asyncio.get_running_loop()
+        # NOTE: a new stream is a new scheduler session: rows of an older one are forgotten, and
+        # the older stream (if still open) stops at its next message.
+        self._session += 1
+        session = self._session
+        await loop.run_in_executor(self.executor, self.runner.reset)
         logger.info("forward stream opened", extra={"kv": {"peer": context.peer()}})
         async for pb in request_iterator:
+            if session != self._session:
+                await context.abort(grpc.StatusCode.ABORTED, "a newer Forward stream replaced this")
             try:
                 step = pbconv.step_from_pb(pb)
                 start = time.perf_counter()
