@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 
-from services.common.types import ModelInfo, StepInput, StepOutput
+from services.common.types import ForwardMode, ModelInfo, StepInput, StepOutput
 from services.scheduler.request import TokenEvent
 from services.scheduler.scheduler import Scheduler
 
@@ -64,6 +64,11 @@ class FakeWorker:
             assert ri.row not in seen_rows, "a row twice in one step"
             assert 0 <= ri.row < self.info.max_rows
             seen_rows.add(ri.row)
+            assert step.mode != ForwardMode.DECODE or ri.is_decode
+            assert step.mode != ForwardMode.EXTEND or not ri.is_decode
+            assert len(self.rows.get(ri.row, ri.prefix_slots or [])) + ri.num_new_tokens <= (
+                self.info.max_context_len
+            )
             if ri.prefix_slots is not None:
                 assert ri.sampling is not None
                 assert ri.row not in self.rows, "prefix_slots on a row in use (not released)"
