@@ -14,7 +14,9 @@ Scheduler -> worker step semantics (one :class:`StepInput` per step):
   (from the radix cache) that occupy positions ``[0, len(prefix_slots))`` of the row; the new
   tokens then start at that position. A later extend (next prefill chunk) appends after what the
   row already holds;
-* ``sampling`` is set the first time a row is scheduled and kept by the worker until released;
+* ``sampling`` is set the first time a row is scheduled and kept by the worker until released; a
+  request carrying ``sampling`` starts its row over, whatever the row held before (so a row
+  released and reused in the same step needs no special order);
 * ``sample`` is False for a prefill chunk that is not the last one (nothing is sampled);
 * ``release_rows`` are rows the worker forgets after this step (finished or aborted requests).
   Slots are owned by the scheduler: releasing a row frees no slot on the worker.

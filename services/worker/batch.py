@@ -65,13 +65,15 @@ def _plan_req(
         raise ValueError(f"{where}: token_ids missing in an EXTEND step")
     if req.num_new_tokens < 1:
         raise ValueError(f"{where}: new_slots is empty")
+    if req.sampling is not None:
+        state = None  # a request's first step: the row starts over, whatever it held
     if state is None:
         if req.is_decode:
             raise ValueError(f"{where}: decode on a row with no request (extend it first)")
         start = len(req.prefix_slots or ())
     else:
         if req.prefix_slots is not None:
-            raise ValueError(f"{where}: prefix_slots on a row already in use (release it first)")
+            raise ValueError(f"{where}: prefix_slots without sampling (only a first step has them)")
         start = state.seq_len
     if req.is_decode:
         if req.num_new_tokens != 1:
