@@ -199,6 +199,8 @@ def _install_error_handlers(app: FastAPI) -> None:
             return _error(400, f"malformed JSON body: {detail}".rstrip(": "), None)
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
         param = ".".join(loc) or None
+        if param is None and err.get("type") == "model_attributes_type":
+            return _error(400, "request body: must be a JSON object", None)
         return _error(400, f"{param or 'request body'}: {err.get('msg')}", param)
 
     @app.exception_handler(RequestError)
