@@ -110,7 +110,11 @@ class EngineLoop:
                 await self._drive(call)
             except grpc.aio.AioRpcError as exc:
                 logger.error("worker stream failed", extra={"kv": {"code": exc.code().name}})
-                self._fail_in_flight(f"worker unavailable: {exc.details()}")
+                # NOTE: the next stream starts a new worker session that knows no rows, so
+                # everything running now fails rather than resuming on forgotten state.
+                message = f"worker unavailable: {exc.details()}"
+                self._fail_in_flight(message)
+                self._dispatch(0, self.core.abort_all(message))
                 await asyncio.sleep(0.5)
             finally:
                 call.cancel()
@@ -129,6 +133,7 @@ class EngineLoop:
             if step is not None and len(self._in_flight) < MAX_IN_FLIGHT:
                 continue  # overlap: queue the next step before waiting for this one
             if not self._in_flight:
+                self._dispatch(0, self.core.take_events())  # e.g. requests too big to ever fit
                 self._update_gauges()
                 self._wake.clear()
                 if not self.core.has_work:
