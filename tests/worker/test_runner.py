@@ -24,9 +24,15 @@ def test_prefix_slots_reuse(tiny_runner):
     expected = _alone(tiny_runner, prompt_b)
     drv = Driver(tiny_runner)
     _, slots_a = drv.generate([shared + [1, 2]], 4, rows=[2])
-    # B reuses A's KV for the shared prefix and computes only its own 3 tokens.
-    gen, _ = drv.generate([prompt_b], 10, rows=[2], prefixes=[slots_a[0][: len(shared)]])
+    # B (another row) reuses A's KV for the shared prefix and computes only its own 3 tokens.
+    gen, _ = drv.generate([prompt_b], 10, rows=[8], prefixes=[slots_a[0][: len(shared)]])
     assert gen[0] == expected
+    # Garbage in the reused prefix slots must change the answer (the prefix really is read).
+    prefix = slots_a[0][: len(shared)]
+    for k_buf in tiny_runner.kv_pool.k_bufs:
+        k_buf[prefix] = 0.0
+    gen, _ = drv.generate([prompt_b], 10, rows=[9], prefixes=[prefix])
+    assert gen[0] != expected
 
 
 def test_chunked_prefill_equals_one_shot(tiny_runner):

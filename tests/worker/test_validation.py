@@ -49,7 +49,7 @@ def test_live_row_rules(tiny_runner):
     drv.step(E, [ReqInput(2, drv.slots(3), [1, 2, 3], None, GREEDY, sample=False)])
     with pytest.raises(ValueError, match="nothing was sampled"):
         drv.step(D, [ReqInput(2, drv.slots(1))])
-    with pytest.raises(ValueError, match="prefix_slots on a row already in use"):
+    with pytest.raises(ValueError, match="prefix_slots without sampling"):
         drv.step(E, [ReqInput(2, drv.slots(1), [4], prefix_slots=[1])])
     with pytest.raises(ValueError, match="a decode appends exactly one slot"):
         drv.step(ForwardMode.MIXED, [ReqInput(2, drv.slots(2))])
@@ -67,3 +67,13 @@ def test_rejected_step_changes_nothing(tiny_runner):
         got.append(drv.step(D, [ReqInput(1, drv.slots(1))]).token_ids[0])
     tiny_runner.release([1])
     assert got == expected[0]
+
+
+def test_sampling_starts_a_live_row_over(tiny_runner):
+    """A request carrying sampling owns its row afresh, even if the row was never released."""
+    prompt = [8, 6, 7, 5, 3, 0, 9]
+    expected, _ = Driver(tiny_runner, first_slot=700).generate([prompt], 5, rows=[4])
+    drv = Driver(tiny_runner)
+    drv.step(E, [ReqInput(4, drv.slots(3), [1, 2, 3], None, GREEDY)])  # left live on purpose
+    got, _ = drv.generate([prompt], 5, rows=[4])
+    assert got == expected
