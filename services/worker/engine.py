@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import torch
@@ -17,6 +18,7 @@ from services.worker.attention import AttentionBackend
 from services.worker.batch import Limits, build_tensors, plan_step
 from services.worker.forward_context import ForwardContext
 from services.worker.kv_pool import KVPool, ReqToTokenTable
+from services.worker.layers import ops
 from services.worker.loader import load_model
 from services.worker.rows import RowTable
 from services.worker.runner_config import (
@@ -54,6 +56,8 @@ class ModelRunner:
         self.req_to_token = ReqToTokenTable(cfg.max_rows, self.max_context_len, self.device)
         backend_cls = pick_backend(cfg.attention_backend, self.device)
         self.attn_backend: AttentionBackend = backend_cls(self.kv_pool, c.num_heads, c.head_dim)
+        if backend_cls.name == "triton" and "RADIXSERVE_OPS" not in os.environ:
+            ops.select("triton")  # NOTE: process-wide; one model per worker process
         self.rows = RowTable(cfg.max_rows, self.device)
         self.sampler = Sampler(self.device, cfg.seed)
         self.limits = Limits(cfg.max_rows, num_slots, self.max_context_len, c.vocab_size)

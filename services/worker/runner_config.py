@@ -60,10 +60,15 @@ def pick_backend(name: str | None, device: torch.device) -> type[AttentionBacken
         or ("triton" if device.type == "cuda" else "torch")
     )
     try:
-        return get_backend_class(name)
+        cls = get_backend_class(name)
+        reason = cls.unavailable_reason(device)
     except ImportError as e:
-        logger.warning("attention backend %r unavailable (%s); using torch", name, e)
-        return get_backend_class("torch")
+        reason = str(e)
+    if reason is None:
+        logger.info("attention backend: %s", name)
+        return cls
+    logger.warning("attention backend %r unavailable (%s); using torch", name, reason)
+    return get_backend_class("torch")
 
 
 def size_pool(

@@ -1,7 +1,14 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# NOTE: read when kernels are decorated, so before anything imports ``kernels`` (transformers may).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 
 from services.worker.engine import ModelRunner, RunnerConfig
 from tests.worker.helpers import save_tiny_llama

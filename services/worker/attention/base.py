@@ -24,6 +24,11 @@ class AttentionBackend(ABC):
 
     name: str = ""
 
+    @staticmethod
+    def unavailable_reason(device: torch.device) -> str | None:
+        """Why this backend cannot run on ``device`` (None: it can)."""
+        return None
+
     def __init__(self, kv_pool: KVPool, num_heads: int, head_dim: int) -> None:
         self.kv_pool, self.num_heads, self.head_dim = kv_pool, num_heads, head_dim
 

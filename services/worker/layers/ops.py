@@ -98,13 +98,23 @@ def select(impl: str) -> None:
 
 
 def _triton_table() -> dict[str, object]:
-    import importlib
+    """The launchers of ``kernels/``, adapted to the signatures above (they work in place)."""
+    import kernels
 
-    table = {}
-    for name in _NAMES:
-        module = importlib.import_module(f"kernels.{name}")
-        table[name] = getattr(module, name)
-    return table
+    def fused_add_rms_norm(x, residual, w, eps):
+        return kernels.fused_add_rms_norm(x, residual, w, eps), residual  # residual += x
+
+    def rotary_embedding(positions, q, k, cos_sin_cache, is_neox):
+        kernels.rotary_embedding(positions, q, k, cos_sin_cache, is_neox)
+        return q, k
+
+    return {
+        "rms_norm": kernels.rms_norm,
+        "fused_add_rms_norm": fused_add_rms_norm,
+        "silu_and_mul": kernels.silu_and_mul,
+        "rotary_embedding": rotary_embedding,
+        "store_kv": kernels.store_kv,
+    }
 
 
 if os.environ.get("RADIXSERVE_OPS", "torch") != "torch":

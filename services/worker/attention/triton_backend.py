@@ -1,0 +1,83 @@
+"""Attention on the Triton kernels of ``kernels/`` (decode: split-KV; extend: ragged prefill).
+
+A step whose requests all append one token runs ``decode_attention`` over each request's whole
+KV (its new token is stored first). Any other step runs ``extend_attention``: the prefix comes
+from the pool through ``kv_indices`` and the new tokens' k/v are passed directly. On CPU the
+kernels only run under ``TRITON_INTERPRET=1`` (tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+
+from services.worker.attention.base import AttentionBackend
+from services.worker.forward_context import ForwardContext
+from services.worker.layers import ops
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Meta:
+    decode: bool
+    kv_indptr: torch.Tensor  # decode: whole sequences; extend: the cached prefixes only
+    kv_indices: torch.Tensor
+    max_extend_len: int
+
+
+class TritonAttentionBackend(AttentionBackend):
+    name = "triton"
+
+    @staticmethod
+    def unavailable_reason(device: torch.device) -> str | None:
+        if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            return "Triton kernels need a CUDA device (or TRITON_INTERPRET=1)"
+        return None
+
+    def __init__(self, kv_pool, num_heads: int, head_dim: int) -> None:
+        super().__init__(kv_pool, num_heads, head_dim)
+        import kernels  # NOTE: imported here so TRITON_INTERPRET set by the caller is honoured
+
+        self._k = kernels
+
+    def prepare(self, ctx: ForwardContext) -> None:
+        dev = ctx.req_to_token.device
+        decode = ctx.max_extend_len == 1
+        if decode:
+            lens, total = ctx.seq_lens, sum(ctx.seq_lens_cpu)
+            indptr = ctx.kv_indptr
+        else:
+            lens = ctx.prefix_lens
+            total = sum(s - e for s, e in zip(ctx.seq_lens_cpu, ctx.extend_lens_cpu, strict=True))
+            indptr = torch.zeros(len(ctx.seq_lens_cpu) + 1, dtype=torch.int32, device=dev)
+            indptr[1:] = torch.cumsum(lens, 0)
+        # NOTE: sized from CPU lengths so building the indices needs no host sync.
+        indices = torch.empty(max(total, 1), dtype=torch.int32, device=dev)
+        indptr, indices = self._k.build_kv_indices(
+            ctx.req_to_token, ctx.req_rows, lens, indptr, indices
+        )
+        ctx.attn_metadata = _Meta(decode, indptr, indices, ctx.max_extend_len)
+
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        layer_id: int,
+        scale: float,
+        ctx: ForwardContext,
+    ) -> torch.Tensor:
+        k_buf, v_buf = ctx.kv_pool.layer(layer_id)
+        ops.store_kv(k_buf, v_buf, ctx.out_cache_loc, k, v)
+        m: _Meta = ctx.attn_metadata
+        if m.decode:
+            return self._k.decode_attention(q, k_buf, v_buf, m.kv_indptr, m.kv_indices, scale)
+        out = torch.empty_like(q)
+        return self._k.extend_attention(
+            q, k, v, out, k_buf, v_buf, ctx.qo_indptr, m.kv_indptr, m.kv_indices, scale,
+            max_extend_len=m.max_extend_len,
+        )  # fmt: skip
