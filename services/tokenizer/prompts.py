@@ -100,6 +100,12 @@ class PromptBuilder:
                     "max_tokens",
                 )
             sampling = replace(sampling, max_new_tokens=room)
+        if not sampling.ignore_eos:
+            # The tokenizer knows end-of-turn tokens (e.g. <|im_end|>, <|eot_id|>) that a model
+            # config may not list as EOS; they end the request like EOS does.
+            extra = [t for t in self.tokenizer.eos_token_ids if t not in sampling.stop_token_ids]
+            if extra:
+                sampling = replace(sampling, stop_token_ids=(*sampling.stop_token_ids, *extra))
         stops = tuple(stop)
         if any(not isinstance(s, str) or not s for s in stops):
             raise InvalidArgument("stop strings must be non-empty strings", "stop")
