@@ -12,10 +12,13 @@ from radixserve.v1 import scheduler_pb2, scheduler_pb2_grpc
 from services.common import pbconv
 from services.common.metrics import serve_metrics
 from services.common.server import ServiceServer
+from services.common.types import ModelInfo
 from services.scheduler.clients import WorkerClient
 from services.scheduler.config import SchedulerConfig
+from services.scheduler.core_config import SchedulerCoreConfig
 from services.scheduler.engine_loop import ClientStream, EngineLoop
 from services.scheduler.metrics import SchedulerMetrics
+from services.scheduler.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 SERVICE = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
@@ -44,15 +47,17 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         loop = await self._require_loop(context)
         client = loop.register()
         reader = asyncio.create_task(self._read(loop, client, request_iterator))
+        get: asyncio.Task | None = None
         try:
             while True:
                 get = asyncio.create_task(client.outbox.get())
                 done, _ = await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if get not in done:
-                    get.cancel()
                     break  # the tokenizer closed its side
                 yield get.result()
         finally:
+            if get is not None:
+                get.cancel()
             reader.cancel()
             loop.unregister(client)
             logger.info("tokenizer stream closed", extra={"kv": {"client": client.name}})
@@ -97,16 +102,19 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
         return scheduler_pb2.FlushCacheResponse(success=ok, freed_slots=freed)
 
 
-def build_core(cfg: SchedulerConfig, info: object) -> object:
-    from services.scheduler.scheduler import Scheduler, SchedulerCoreConfig
-
+def build_core(cfg: SchedulerConfig, info: ModelInfo) -> Scheduler:
     core_cfg = SchedulerCoreConfig(
-        max_running_requests=cfg.max_running_requests or info.max_rows,  # type: ignore[attr-defined]
+        max_running_requests=cfg.max_running_requests or info.max_rows,
         max_prefill_tokens=cfg.max_prefill_tokens,
         chunked_prefill_size=cfg.chunked_prefill_size,
         schedule_policy=cfg.schedule_policy,
-        page_size=cfg.page_size,
+        eviction_policy=cfg.eviction_policy,
+        page_size=cfg.page_size or None,
         enable_cache=not cfg.disable_radix_cache,
+        enable_mixed_chunk=cfg.enable_mixed_chunk,
+        init_new_token_ratio=cfg.init_new_token_ratio,
+        min_new_token_ratio=cfg.min_new_token_ratio,
+        new_token_ratio_decay_steps=cfg.new_token_ratio_decay_steps,
     )
     return Scheduler(core_cfg, info)
 
@@ -125,6 +133,7 @@ class RunningScheduler:
 
     async def stop(self) -> None:
         self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
         await self.server.stop()
         await self.worker.close()
 

@@ -88,6 +88,7 @@ class SchedulerLink:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
         await self.channel.close()
 
     async def _run(self, manager: RequestManager) -> None:
@@ -103,6 +104,7 @@ class SchedulerLink:
                 reason = f"scheduler unavailable: {exc.code().name}"
             finally:
                 writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
             logger.error("scheduler link down", extra={"kv": {"reason": reason}})
             manager.fail_all(reason)
             await asyncio.sleep(0.5)
