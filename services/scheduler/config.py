@@ -22,5 +22,18 @@ class SchedulerConfig:
         default=8192, metadata={"help": "longest prefill chunk; 0 disables chunking"}
     )
     schedule_policy: str = field(default="fcfs", metadata={"help": "fcfs, lpm or priority"})
-    page_size: int = field(default=1, metadata={"help": "KV slots per page"})
+    eviction_policy: str = field(
+        default="lru", metadata={"help": "prefix cache eviction: lru, lfu"}
+    )
+    page_size: int = field(default=0, metadata={"help": "KV slots per page; 0 = the worker's"})
     disable_radix_cache: bool = field(default=False, metadata={"help": "turn the prefix cache off"})
+    enable_mixed_chunk: bool = field(
+        default=False, metadata={"help": "run a prefill chunk and decodes in one step"}
+    )
+    init_new_token_ratio: float = field(
+        default=0.7, metadata={"help": "admission: reserved share of remaining output tokens"}
+    )
+    min_new_token_ratio: float = field(default=0.1, metadata={"help": "floor of that share"})
+    new_token_ratio_decay_steps: int = field(
+        default=600, metadata={"help": "steps to decay the share from init to min"}
+    )
