@@ -74,7 +74,7 @@ def store_kv(
     if t == 0:
         return
     block_h, block_d = next_pow2(h), next_pow2(d)
-    warps = max(1, min(8, block_h * block_d // 1024))
+    warps = max(1, min(8, block_h * block_d // 256))  # about 8 elements (16 B) per thread
     _store_kv_kernel[(t,)](
         k,
         v,

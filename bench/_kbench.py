@@ -1,0 +1,115 @@
+"""Timing and ceiling helpers for bench/bench_kernels.py (kernels only)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+import triton.testing
+
+MiB = 1 << 20
+
+
+def bench_ms(fn: Callable[[], object]) -> float:
+    """Median ms per call; triton's do_bench clears L2 before every timed call."""
+    return float(triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median"))
+
+
+def bench_graph_ms(fns: list[Callable[[], object]], reps: int = 30) -> float:
+    """Median ms per call of a CUDA graph that runs every fn once, back to back.
+
+    Launch overhead disappears (as in a CUDA-graph decode step). Each fn should read its own input
+    set, together larger than L2, so the replays do not time a warm cache.
+    """
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for fn in fns:
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for fn in fns:
+            fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / len(fns))
+    del graph
+    return statistics.median(times)
+
+
+def rotation_sets(bytes_per_set: int, total: int = 200 * MiB, most: int = 64) -> int:
+    """How many distinct input sets make a graph's working set exceed L2 (50 MB on an H100)."""
+    return max(1, min(most, math.ceil(total / max(bytes_per_set, 1))))
+
+
+@dataclass
+class Ceilings:
+    copy_gbps: float
+    matmul_tflops: float
+
+
+def _copy_gbps() -> float:
+    src = torch.randn(1 << 29, device="cuda", dtype=torch.bfloat16)  # 1 GiB
+    dst = torch.empty_like(src)
+    ms = bench_ms(lambda: dst.copy_(src))
+    return 2 * src.numel() * src.element_size() / ms / 1e6
+
+
+def _matmul_tflops() -> float:
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    ms = bench_ms(lambda: a @ b)
+    return 2 * 8192**3 / ms / 1e9
+
+
+def measure_ceilings() -> Ceilings:
+    return Ceilings(copy_gbps=_copy_gbps(), matmul_tflops=_matmul_tflops())
+
+
+@dataclass
+class Row:
+    kernel: str
+    case: str
+    impl: str
+    ms: float | None
+    bytes: int = 0
+    flops: int = 0
+    gbps: float | None = None
+    tflops: float | None = None
+    frac_copy: float | None = None
+    frac_matmul: float | None = None
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def finish(self, ceil: Ceilings) -> Row:
+        if self.ms:
+            if self.bytes:
+                self.gbps = self.bytes / self.ms / 1e6
+                self.frac_copy = self.gbps / ceil.copy_gbps
+            if self.flops:
+                self.tflops = self.flops / self.ms / 1e9
+                self.frac_matmul = self.tflops / ceil.matmul_tflops
+        return self
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def line(self) -> str:
+        ms = f"{self.ms * 1000:9.1f}us" if self.ms else "     error"
+        rate = ""
+        if self.gbps is not None:
+            rate += f" {self.gbps:7.0f} GB/s {100 * self.frac_copy:5.1f}%copy"
+        if self.tflops is not None:
+            rate += f" {self.tflops:6.1f} TF/s {100 * self.frac_matmul:5.1f}%mm"
+        return f"{self.kernel:18s} {self.case:22s} {self.impl:24s} {ms}{rate} {self.note}"
