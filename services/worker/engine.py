@@ -90,12 +90,13 @@ class ModelRunner:
     def step(self, batch: StepInput) -> StepOutput:
         """Run one step; ValueError (state unchanged) when the step breaks the contract."""
         start = time.perf_counter()
+        if not batch.reqs:  # a step that only releases rows
+            self.release(batch.release_rows)
+            return StepOutput(step_id=batch.step_id, token_ids=[])
         plans = plan_step(batch, self.rows, self.limits)
         for p in plans:  # NOTE: after validation only, so a bad step changes nothing
-            if p.state is None:
+            if p.state is None:  # the row's first step (or a new request reusing it)
                 p.state = self.rows.start(p.req.row, p.req.sampling, p.start)
-            elif p.req.sampling is not None:
-                p.state.sampling = p.req.sampling
             p.state.seq_len = p.end
         t = build_tensors(plans, self.device)
         self.req_to_token.write(t.write_rows, t.write_cols, t.write_slots)

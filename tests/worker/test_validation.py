@@ -37,11 +37,20 @@ def test_rejects(tiny_runner, mode, req, message):
     assert tiny_runner.num_live_rows == 0
 
 
-def test_rejects_duplicate_rows_and_empty_steps(tiny_runner):
+def test_rejects_duplicate_rows(tiny_runner):
     with pytest.raises(ValueError, match="row appears twice"):
         _step(tiny_runner, E, ReqInput(0, [1], [5]), ReqInput(0, [2], [6]))
-    with pytest.raises(ValueError, match="no requests"):
-        _step(tiny_runner, E)
+
+
+def test_release_only_step_and_reset(tiny_runner):
+    _step(tiny_runner, E, ReqInput(0, [1], [5], None, GREEDY), ReqInput(1, [2], [6], None, GREEDY))
+    assert tiny_runner.num_live_rows == 2
+    out = _step(tiny_runner, D, release=[0])
+    assert out.token_ids == [] and tiny_runner.num_live_rows == 1
+    tiny_runner.reset()
+    assert tiny_runner.num_live_rows == 0
+    with pytest.raises(ValueError, match="decode on a row with no request"):
+        _step(tiny_runner, D, ReqInput(1, [3]))
 
 
 def test_live_row_rules(tiny_runner):
