@@ -38,14 +38,17 @@ def _scores(q, k, sm_scale, logit_cap, USE_CAP: tl.constexpr):
 
 
 @triton.jit
-def _online_step(s, v, m, l_sum, acc):
+def _online_step(s, v, m, l_sum, acc, MASKED: tl.constexpr):
     """One online-softmax update with base-2 scores s [M, N] (-inf where masked)."""
     m_new = tl.maximum(m, tl.max(s, 1))
-    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-    alpha = tl.exp2(m - m_safe)
-    p = tl.exp2(s - m_safe[:, None])
+    m_use = m_new
+    if MASKED:  # a row with nothing visible yet keeps m = -inf: avoid exp2(-inf - -inf)
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp2(m - m_use)
+    p = tl.exp2(s - m_use[:, None])
     l_sum = l_sum * alpha + tl.sum(p, 1)
-    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+    acc = acc * alpha[:, None]
+    acc = tl.dot(p.to(v.dtype), v, acc)
     return m_new, l_sum, acc
 
 
@@ -140,7 +143,7 @@ def _extend_kernel(
             mask=kv_mask,
             other=0.0,
         )
-        m, l_sum, acc = _online_step(s, v, m, l_sum, acc)
+        m, l_sum, acc = _online_step(s, v, m, l_sum, acc, True)
 
     # Stage 2: the new tokens themselves. Tiles left of the diagonal need no mask at all.
     if USE_MASK:
@@ -163,7 +166,7 @@ def _extend_kernel(
             mask=mask_d[None, :],
             other=0.0,
         )
-        m, l_sum, acc = _online_step(s, v, m, l_sum, acc)
+        m, l_sum, acc = _online_step(s, v, m, l_sum, acc, False)
     for n in range(full_hi, hi, BLOCK_N):
         offs_n = n + tl.arange(0, BLOCK_N)
         mask_n = offs_n < q_len
@@ -190,7 +193,7 @@ def _extend_kernel(
             mask=kv_mask,
             other=0.0,
         )
-        m, l_sum, acc = _online_step(s, v, m, l_sum, acc)
+        m, l_sum, acc = _online_step(s, v, m, l_sum, acc, True)
 
     l_safe = tl.where(l_sum > 0, l_sum, 1.0)
     out = acc / l_safe[:, None]
