@@ -45,6 +45,10 @@ class Stack:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
+        """Stops the services and the loop; a second call does nothing."""
+        if not self.loop.is_running():
+            return
+
         async def _stop() -> None:
             for handle in reversed(self.handles):
                 await handle.stop()

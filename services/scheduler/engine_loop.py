@@ -56,6 +56,7 @@ class EngineLoop:
         self._wake = asyncio.Event()
         self._in_flight: deque[StepInput] = deque()
         self._last_result = time.perf_counter()
+        self._retractions_seen = 0
 
     # -- tokenizer side ---------------------------------------------------------------------
     def register(self) -> ClientStream:
@@ -184,6 +185,9 @@ class EngineLoop:
         self.metrics.kv_usage.set(stats.kv_usage)
         self.metrics.cache_hit_rate.set(stats.cache_hit_rate)
         self.metrics.new_token_ratio.set(stats.new_token_ratio)
+        if stats.num_retractions > self._retractions_seen:
+            self.metrics.retractions.inc(stats.num_retractions - self._retractions_seen)
+            self._retractions_seen = stats.num_retractions
 
 
 def _event_output(rid: str, ev: TokenEvent) -> scheduler_pb2.RequestOutput:
