@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import torch
 
 from services.common.model_source import ModelSource
-from services.worker.loader import dummy, gguf, hf
+from services.worker.loader import dummy, hf
 from services.worker.model_config import ModelConfig
 from services.worker.models import CausalLM, get_model_class
 
@@ -27,9 +27,15 @@ def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(old)
 
 
+def _gguf():  # noqa: ANN202 - the gguf package is only needed for .gguf files
+    from services.worker.loader import gguf
+
+    return gguf
+
+
 def read_config(source: ModelSource) -> ModelConfig:
     if source.kind == "gguf":
-        return gguf.open_gguf(source.path)[1]
+        return _gguf().open_gguf(source.path)[1]
     if source.kind == "hf":
         return hf.read_config(source.path)
     if source.kind == "dummy":
@@ -51,7 +57,7 @@ def load_model(
     start = time.monotonic()
     reader = None
     if source.kind == "gguf":
-        reader, config = gguf.open_gguf(source.path)
+        reader, config = _gguf().open_gguf(source.path)
     else:
         config = read_config(source)
     model_cls = get_model_class(config.architecture)
@@ -60,7 +66,7 @@ def load_model(
     if source.kind == "dummy":
         dummy.init_random(model, seed)
     else:
-        weights = gguf.iter_weights(reader, config) if reader else hf.iter_weights(source.path)
+        weights = _gguf().iter_weights(reader, config) if reader else hf.iter_weights(source.path)
         loaded = model.load_weights(weights)
         missing = sorted(set(dict(model.named_parameters())) - loaded)
         if missing:
