@@ -18,7 +18,7 @@ class StopStringMatcher:
 
     On a match the output ends right before the stop string (or right after it with
     ``include_stop_str_in_output``), ``matched_stop`` names it, and later feeds return nothing.
-    When several stop strings match, the one that starts first wins (the longest on a tie).
+    When several stop strings match, the one that is complete first wins (the longest on a tie).
     Empty stop strings are ignored.
     """
 
@@ -61,10 +61,16 @@ class StopStringMatcher:
         return "" if self.matched else held
 
     def _first_match(self, buffer: str) -> tuple[int, str] | None:
+        """The stop string that is complete first (earliest end; the longest on a tie).
+
+        NOTE: earliest *end*, not earliest start: a stream sees a short stop string complete
+        before a longer one that started earlier, so only this rule gives the same answer
+        however the text is cut into chunks.
+        """
         best: tuple[int, str] | None = None
         for stop in self.stop:  # longest first, so a tie keeps the longest
             pos = buffer.find(stop)
-            if pos >= 0 and (best is None or pos < best[0]):
+            if pos >= 0 and (best is None or pos + len(stop) < best[0] + len(best[1])):
                 best = (pos, stop)
         return best
 

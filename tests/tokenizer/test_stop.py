@@ -21,11 +21,12 @@ def _stream(matcher: StopStringMatcher, chunks: list[str]) -> tuple[str, bool]:
 
 
 def _oneshot(text: str, stops: list[str], include: bool) -> tuple[str, bool]:
-    hits = [(text.find(s), -len(s), s) for s in stops if s and s in text]
+    # The stop string complete first wins (earliest end), the longest on a tie.
+    hits = [(text.find(s) + len(s), -len(s), s) for s in stops if s and s in text]
     if not hits:
         return text, False
-    pos, _, stop = min(hits)
-    return text[: pos + (len(stop) if include else 0)], True
+    end, _, stop = min(hits)
+    return text[: end if include else end - len(stop)], True
 
 
 def test_holds_back_a_possible_start():
@@ -50,8 +51,10 @@ def test_include_stop_string_and_earliest_match():
     m = StopStringMatcher(["world", "lo w"], include_stop_str_in_output=True)
     assert m.feed("hello world!") == ("hello w", True)
     assert m.matched_stop == "lo w"
-    m = StopStringMatcher(["ab", "abc"])
-    assert m.feed("xabc") == ("x", True) and m.matched_stop == "abc"
+    m = StopStringMatcher(["ab", "abc"])  # "ab" is complete before "abc" is
+    assert m.feed("xabc") == ("x", True) and m.matched_stop == "ab"
+    m = StopStringMatcher(["b", "aba"])  # a stream sees "b" complete first
+    assert m.feed("aba") == ("a", True) and m.matched_stop == "b"
 
 
 def test_no_stops_passes_everything():
