@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -71,3 +71,27 @@ def install_stop_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+
+
+def run_service(
+    name: str,
+    config_cls: type,
+    start: Callable[[object], Awaitable[object]],
+    argv: list[str] | None = None,
+) -> None:
+    """What every ``python -m services.<name>`` does: config, logging, start, serve until a
+    SIGINT/SIGTERM, stop. ``start(cfg)`` returns a handle with an async ``stop()``."""
+    from services.common.config import parse_config
+    from services.common.logs import setup_logging
+
+    setup_logging(name)
+    cfg = parse_config(config_cls, argv, prog=f"python -m services.{name}")
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        running = await start(cfg)
+        await stop.wait()
+        await running.stop()  # type: ignore[attr-defined]
+
+    asyncio.run(serve())
