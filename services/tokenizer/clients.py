@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
 import grpc
 
@@ -12,7 +13,7 @@ from services.common import pbconv
 from services.common.grpc_util import require_address, wait_until_ready
 from services.common.server import GRPC_OPTIONS
 from services.common.types import ModelInfo
-from services.tokenizer.manager import RequestManager, SchedOutput
+from services.tokenizer.manager import SchedOutput
 from services.tokenizer.prompts import GenerateInput
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,13 @@ def _request_to_pb(req: GenerateInput) -> scheduler_pb2.SchedRequest:
         sampling=pbconv.sampling_to_pb(req.sampling),
         priority=req.priority,
     )
+
+
+class OutputSink(Protocol):
+    """Where a link delivers its stream's outputs (the manager, or the pool on its behalf)."""
+
+    def on_outputs(self, outputs: list[SchedOutput]) -> None: ...
+    def fail_all(self, message: str) -> None: ...
 
 
 class SchedulerLink:
@@ -82,7 +90,7 @@ class SchedulerLink:
         msg = scheduler_pb2.ConnectRequest(abort=scheduler_pb2.AbortRequests(rids=rids))
         self._outbox.put_nowait(msg)
 
-    def start(self, manager: RequestManager) -> None:
+    def start(self, manager: OutputSink) -> None:
         self._task = asyncio.create_task(self._run(manager), name="scheduler-link")
 
     async def close(self) -> None:
@@ -91,7 +99,7 @@ class SchedulerLink:
             await asyncio.gather(self._task, return_exceptions=True)
         await self.channel.close()
 
-    async def _run(self, manager: RequestManager) -> None:
+    async def _run(self, manager: OutputSink) -> None:
         """Keeps one Connect stream open; when it breaks, running requests fail and it reopens."""
         while True:
             call = self.stub.Connect()

@@ -14,7 +14,8 @@ class TokenizerConfig:
     http_port: int = field(default=8000, metadata={"help": "OpenAI HTTP port (-1 disables)"})
     metrics_port: int = field(default=9101, metadata={"help": "Prometheus port (0 disables)"})
     scheduler_address: str = field(
-        default="localhost:50052", metadata={"help": "scheduler gRPC address"}
+        default="localhost:50052",
+        metadata={"help": "scheduler gRPC address, or a comma-separated list of engines"},
     )
     scheduler_wait_seconds: float = field(
         default=900.0, metadata={"help": "how long to wait for the scheduler at start"}
@@ -28,5 +29,11 @@ class TokenizerConfig:
     )
     default_max_tokens: int = field(
         default=128, metadata={"help": "max_tokens when a gRPC request leaves it unset"}
+    )
+    stream_interval: int = field(
+        default=1, metadata={"help": "tokens a stream accumulates before a client gets a chunk"}
+    )
+    load_poll_seconds: float = field(
+        default=0.5, metadata={"help": "how often to poll each scheduler's load (routing)"}
     )
     name: str = field(default="tokenizer-0", metadata={"help": "replica name (logs, metrics)"})

@@ -31,6 +31,7 @@ from services.tokenizer.frontend import Frontend
 from services.tokenizer.manager import Chunk
 from services.tokenizer.metrics import TokenizerMetrics
 from services.tokenizer.prompts import GenerateInput
+from services.tokenizer.samples import expand, interleave
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,8 +71,10 @@ class _Serving:
             return self.fe.builder.ids_from_text(prompt, "prompt")
         return self.fe.builder.check_ids(prompt, "prompt")
 
-    async def chunks(self, req: GenerateInput) -> AsyncIterator[Chunk]:
-        gen = self.fe.manager.generate(req)
+    async def chunks(self, req: GenerateInput, n: int = 1) -> AsyncIterator[Chunk]:
+        """The request's chunks; with n > 1 its n samples' chunks, each tagged with its index."""
+        streams = self.fe.manager.generate_many(expand(req, n))
+        gen = streams[0] if n == 1 else interleave(streams)
         try:
             async with self.metrics.track(req) as track:
                 async for chunk in gen:
@@ -83,13 +86,15 @@ class _Serving:
     async def respond(
         self, request: Request, req: GenerateInput, body: oai._SamplingRequest, fmt: oai.Format
     ) -> Response:
-        chunks = self.chunks(req)
+        n = body.n
+        chunks = self.chunks(req, n)
         try:
             if not body.stream:
-                total = await _until_disconnect(request, _collect(chunks))
-                if total.finish_reason == "error":
-                    return _engine_error(total)
-                return JSONResponse(fmt.response(total, len(req.input_ids)))
+                totals = await _until_disconnect(request, _collect(chunks, n))
+                failed = next((t for t in totals if t.finish_reason == "error"), None)
+                if failed is not None:
+                    return _engine_error(failed)
+                return JSONResponse(fmt.response(totals, len(req.input_ids)))
             first = await _until_disconnect(request, chunks.__anext__())
         except ClientGone:
             await chunks.aclose()
@@ -100,7 +105,7 @@ class _Serving:
         if first.finish_reason == "error":
             await chunks.aclose()
             return _engine_error(first)
-        stream = _sse(first, chunks, fmt, len(req.input_ids), body.include_usage)
+        stream = _sse(first, chunks, fmt, len(req.input_ids), body.include_usage, n)
         return _SSEResponse(stream)
 
 
@@ -119,13 +124,15 @@ class _SSEResponse(StreamingResponse):
             await self.body_iterator.aclose()  # type: ignore[union-attr]
 
 
-async def _collect(chunks: AsyncIterator[Chunk]) -> Chunk:
-    total = Chunk()
+async def _collect(chunks: AsyncIterator[Chunk], n: int = 1) -> list[Chunk]:
+    """One merged chunk per sample, by index."""
+    totals = [Chunk(index=i) for i in range(n)]
     async for chunk in chunks:
-        total.merge(chunk)
-    if total.finish_reason is None:
-        total.finish_reason = "abort"
-    return total
+        totals[chunk.index].merge(chunk)
+    for total in totals:
+        if total.finish_reason is None:
+            total.finish_reason = "abort"
+    return totals
 
 
 async def _wait_disconnect(request: Request) -> None:
@@ -151,26 +158,33 @@ async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
 
 
 async def _sse(
-    first: Chunk, chunks: AsyncIterator[Chunk], fmt: oai.Format, prompt_len: int, with_usage: bool
+    first: Chunk,
+    chunks: AsyncIterator[Chunk],
+    fmt: oai.Format,
+    prompt_len: int,
+    with_usage: bool,
+    n: int = 1,
 ) -> AsyncIterator[str]:
-    total = Chunk()
+    totals = [Chunk(index=i) for i in range(n)]
+    unfinished = n
     chunk: Chunk | None = first
     try:
-        for event in fmt.head(with_usage):
+        for event in fmt.head(with_usage, n):
             yield _event(event)
         while chunk is not None:
-            total.merge(chunk)
+            totals[chunk.index].merge(chunk)
             if chunk.finish_reason == "error":
                 yield _event(oai.error_body(chunk.error or "engine error", kind="server_error"))
                 break
             event = fmt.chunk(chunk, with_usage)
             if event is not None:
                 yield _event(event)
-            if chunk.finish_reason is not None:
+            unfinished -= chunk.finish_reason is not None
+            if unfinished == 0:
                 break
             chunk = await anext(chunks, None)
         if with_usage:
-            yield _event(fmt.usage_chunk(total, prompt_len))
+            yield _event(fmt.usage_chunk(totals, prompt_len))
         yield "data: [DONE]\n\n"
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]

@@ -51,6 +51,7 @@ class Chunk:
     completion_tokens: int = 0
     cached_tokens: int = 0
     error: str = ""
+    index: int = 0  # which of a request's n samples this chunk belongs to
 
     def merge(self, later: Chunk) -> None:
         self.text += later.text
@@ -69,25 +70,42 @@ class Upstream(Protocol):
 
 
 class _State:
-    def __init__(self, req: GenerateInput, tokenizer: Tokenizer) -> None:
+    def __init__(self, req: GenerateInput, tokenizer: Tokenizer, interval: int) -> None:
         self.req = req
         self.detok = IncrementalDetokenizer(
             tokenizer, req.skip_special_tokens, prompt_ids=req.input_ids
         )
         self.stop = StopStringMatcher(req.stop, req.include_stop_str_in_output)
         self.pending: list[Chunk] = []
+        self.pending_tokens = 0
+        self.interval = interval
         self.event = asyncio.Event()
         self.done = False
 
     def push(self, chunk: Chunk) -> None:
+        """Queues ``chunk``; wakes the reader once ``interval`` new tokens wait or it finished."""
         self.pending.append(chunk)
-        self.event.set()
+        self.pending_tokens += len(chunk.token_ids)
+        if self.pending_tokens >= self.interval or chunk.finish_reason is not None:
+            self.event.set()
+
+    def take(self) -> Chunk:
+        chunks, self.pending, self.pending_tokens = self.pending, [], 0
+        merged = chunks[0]
+        for later in chunks[1:]:
+            merged.merge(later)
+        return merged
 
 
 class RequestManager:
-    def __init__(self, tokenizer: Tokenizer, upstream: Upstream) -> None:
+    """``stream_interval``: a reader wakes when this many new tokens wait (or on finish)."""
+
+    def __init__(self, tokenizer: Tokenizer, upstream: Upstream, stream_interval: int = 1) -> None:
+        if stream_interval < 1:
+            raise ValueError(f"stream_interval: must be >= 1, got {stream_interval}")
         self.tokenizer = tokenizer
         self.upstream = upstream
+        self.stream_interval = stream_interval
         self.states: dict[str, _State] = {}
 
     @property
@@ -100,12 +118,20 @@ class RequestManager:
         The last chunk has a finish_reason. Closing the stream early (client gone) aborts the
         request upstream. Raises ValueError at once for a duplicate rid.
         """
-        if req.rid in self.states:
-            raise ValueError(f"rid: {req.rid!r} is already running")
-        state = _State(req, self.tokenizer)
-        self.states[req.rid] = state
-        self.upstream.add([req])
-        return self._stream(state)
+        return self.generate_many([req])[0]
+
+    def generate_many(self, reqs: list[GenerateInput]) -> list[AsyncIterator[Chunk]]:
+        """Like :meth:`generate` for requests that travel upstream together (one message, one
+        scheduler: the n samples of one client request)."""
+        rids = [r.rid for r in reqs]
+        taken = next((rid for rid in rids if rid in self.states), None)
+        if taken is not None or len(set(rids)) != len(rids):
+            raise ValueError(f"rid: {taken or rids[0]!r} is already running")
+        states = [_State(r, self.tokenizer, self.stream_interval) for r in reqs]
+        for state in states:
+            self.states[state.req.rid] = state
+        self.upstream.add(list(reqs))
+        return [self._stream(state) for state in states]
 
     async def _stream(self, state: _State) -> AsyncIterator[Chunk]:
         rid = state.req.rid
@@ -113,10 +139,7 @@ class RequestManager:
             while True:
                 await state.event.wait()
                 state.event.clear()
-                chunks, state.pending = state.pending, []
-                merged = chunks[0]
-                for later in chunks[1:]:
-                    merged.merge(later)
+                merged = state.take()
                 yield merged
                 if merged.finish_reason is not None:
                     return
@@ -125,14 +148,23 @@ class RequestManager:
                 self.upstream.abort([rid])
 
     def abort(self, rid: str) -> bool:
-        """Ends a request on the client's behalf (its reader gets finish_reason ``abort``)."""
-        state = self.states.get(rid)
-        if state is None or state.done:
-            return False
-        state.done = True
-        self.upstream.abort([rid])
-        state.push(Chunk(finish_reason="abort"))
-        return True
+        """Ends a request on the client's behalf (its reader gets finish_reason ``abort``).
+
+        ``rid`` may also name a client request of n samples (``<rid>#<i>``): all of them end.
+        """
+        rids = [rid] if rid in self.states else self._samples_of(rid)
+        found = False
+        for one in rids:
+            state = self.states[one]
+            if not state.done:
+                state.done = found = True
+                self.upstream.abort([one])
+                state.push(Chunk(finish_reason="abort"))
+        return found
+
+    def _samples_of(self, rid: str) -> list[str]:
+        prefix = f"{rid}#"
+        return [r for r in self.states if r.startswith(prefix)]
 
     def on_outputs(self, outputs: list[SchedOutput]) -> None:
         for out in outputs:
@@ -142,8 +174,13 @@ class RequestManager:
 
     def fail_all(self, message: str) -> None:
         """The scheduler link broke: every running request ends with an error."""
-        for state in list(self.states.values()):
-            if not state.done:
+        self.fail(list(self.states), message)
+
+    def fail(self, rids: list[str], message: str) -> None:
+        """One scheduler link broke: its requests end with an error."""
+        for rid in rids:
+            state = self.states.get(rid)
+            if state is not None and not state.done:
                 state.done = True
                 state.push(Chunk(finish_reason="error", error=message))
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.common.errors import InvalidArgument
 from services.common.types import SamplingParams
 from services.tokenizer.manager import Chunk
+from services.tokenizer.samples import check_n
 from services.tokenizer.tokenization import Tokenizer
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
@@ -71,8 +72,7 @@ class CompletionRequest(_SamplingRequest):
 
 def check_unsupported(req: _SamplingRequest) -> None:
     """Rejects what this server cannot do, naming the field (rather than silently ignoring it)."""
-    if req.n != 1:
-        raise InvalidArgument(f"only n=1 is supported, got {req.n}", "n")
+    check_n(req.n)
     for name in ("presence_penalty", "frequency_penalty"):
         if getattr(req, name):
             raise InvalidArgument("is not supported (only 0)", name)
@@ -177,7 +177,7 @@ class Format:
             "choices": choices,
         }
 
-    def head(self, with_usage: bool) -> list[dict[str, Any]]:
+    def head(self, with_usage: bool, n: int = 1) -> list[dict[str, Any]]:
         """Stream events sent before the first chunk."""
         return []
 
@@ -191,17 +191,20 @@ class Format:
             event["usage"] = None
         return event
 
-    def usage_chunk(self, total: Chunk, prompt_len: int) -> dict[str, Any]:
-        return {**self.envelope(self.chunk_object, []), "usage": self.usage(total, prompt_len)}
+    def usage_chunk(self, totals: list[Chunk], prompt_len: int) -> dict[str, Any]:
+        return {**self.envelope(self.chunk_object, []), "usage": self.usage(totals, prompt_len)}
 
-    def response(self, total: Chunk, prompt_len: int) -> dict[str, Any]:
-        body = self.envelope(self.object_name, [self.full(total)])
-        return {**body, "usage": self.usage(total, prompt_len)}
+    def response(self, totals: list[Chunk], prompt_len: int) -> dict[str, Any]:
+        """The whole answer; ``totals`` has one merged chunk per sample, by index."""
+        body = self.envelope(self.object_name, [self.full(t) for t in totals])
+        return {**body, "usage": self.usage(totals, prompt_len)}
 
     @staticmethod
-    def usage(total: Chunk, prompt_len: int) -> dict[str, Any]:
-        completion = total.completion_tokens or len(total.token_ids)
-        return usage(total.prompt_tokens or prompt_len, completion, total.cached_tokens)
+    def usage(totals: list[Chunk], prompt_len: int) -> dict[str, Any]:
+        """The prompt counts once, completions add up; cached: the best reuse of one sample."""
+        completion = sum(t.completion_tokens or len(t.token_ids) for t in totals)
+        prompt = max((t.prompt_tokens for t in totals), default=0) or prompt_len
+        return usage(prompt, completion, max((t.cached_tokens for t in totals), default=0))
 
     def delta(self, chunk: Chunk) -> dict[str, Any] | None:
         if not chunk.text and chunk.finish_reason is None:
@@ -210,7 +213,7 @@ class Format:
 
     def full(self, chunk: Chunk) -> dict[str, Any]:
         return {
-            "index": 0,
+            "index": chunk.index,
             "text": chunk.text,
             "logprobs": self.token_logprobs(chunk) if self.logprobs else None,
             "finish_reason": finish_reason(chunk),
@@ -229,19 +232,22 @@ class ChatFormat(Format):
     object_name = "chat.completion"
     chunk_object = "chat.completion.chunk"
 
-    def head(self, with_usage: bool) -> list[dict[str, Any]]:
-        delta = {"role": "assistant", "content": ""}
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
-        event = self.envelope(self.chunk_object, [choice])
-        if with_usage:
-            event["usage"] = None
-        return [event]
+    def head(self, with_usage: bool, n: int = 1) -> list[dict[str, Any]]:
+        events = []
+        for i in range(n):
+            delta = {"role": "assistant", "content": ""}
+            choice = {"index": i, "delta": delta, "logprobs": None, "finish_reason": None}
+            event = self.envelope(self.chunk_object, [choice])
+            if with_usage:
+                event["usage"] = None
+            events.append(event)
+        return events
 
     def delta(self, chunk: Chunk) -> dict[str, Any] | None:
         if not chunk.text and chunk.finish_reason is None and not chunk.logprobs:
             return None
         return {
-            "index": 0,
+            "index": chunk.index,
             "delta": {"content": chunk.text} if chunk.text else {},
             "logprobs": self.token_logprobs(chunk) if self.logprobs else None,
             "finish_reason": finish_reason(chunk),
@@ -249,7 +255,7 @@ class ChatFormat(Format):
 
     def full(self, chunk: Chunk) -> dict[str, Any]:
         return {
-            "index": 0,
+            "index": chunk.index,
             "message": {"role": "assistant", "content": chunk.text},
             "logprobs": self.token_logprobs(chunk) if self.logprobs else None,
             "finish_reason": finish_reason(chunk),

@@ -16,12 +16,13 @@ from services.common.grpc_util import abort_with
 from services.common.metrics import serve_metrics
 from services.common.model_source import resolve_model
 from services.common.server import ServiceServer
-from services.tokenizer.clients import SchedulerLink
 from services.tokenizer.config import TokenizerConfig
 from services.tokenizer.frontend import Frontend
 from services.tokenizer.manager import Chunk, RequestManager
 from services.tokenizer.metrics import TokenizerMetrics
+from services.tokenizer.pool import SchedulerPool
 from services.tokenizer.prompts import GenerateInput, PromptBuilder
+from services.tokenizer.samples import check_n, expand, interleave
 from services.tokenizer.tokenization import load_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -70,17 +71,23 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
         self, request: tokenizer_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[tokenizer_pb2.GenerateResponse]:
         try:
+            n = check_n(request.n) if request.HasField("n") else 1
             req = self._input(request)
+            streams = self.fe.manager.generate_many(expand(req, n))
         except ValueError as exc:
             await abort_with(context, exc)
+        chunks = streams[0] if n == 1 else interleave(streams)
         # NOTE: a client that cancels (or whose deadline passes) cancels this coroutine; closing
         # the generator aborts the request upstream.
-        async with self.metrics.track(req) as track:
-            async for chunk in self.fe.manager.generate(req):
-                track.chunk(chunk)
-                if chunk.finish_reason == "error":
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, chunk.error)
-                yield _response(req.rid, chunk)
+        try:
+            async with self.metrics.track(req) as track:
+                async for chunk in chunks:
+                    track.chunk(chunk)
+                    if chunk.finish_reason == "error":
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, chunk.error)
+                    yield _response(req.rid, chunk)
+        finally:
+            await chunks.aclose()  # type: ignore[attr-defined]
 
     async def Tokenize(
         self, request: tokenizer_pb2.TokenizeRequest, context: grpc.aio.ServicerContext
@@ -119,6 +126,7 @@ def _response(rid: str, chunk: Chunk) -> tokenizer_pb2.GenerateResponse:
         token_ids=chunk.token_ids,
         logprobs=chunk.logprobs,
         finish_reason=_FINISH.get(chunk.finish_reason or "", 0),
+        index=chunk.index,
     )
     resp.usage.prompt_tokens = chunk.prompt_tokens
     resp.usage.completion_tokens = chunk.completion_tokens
@@ -130,7 +138,7 @@ def _response(rid: str, chunk: Chunk) -> tokenizer_pb2.GenerateResponse:
 class RunningTokenizer:
     server: ServiceServer
     frontend: Frontend
-    link: SchedulerLink
+    link: SchedulerPool
     http: object | None = None  # uvicorn.Server
     http_task: asyncio.Task | None = None
 
@@ -153,10 +161,14 @@ async def start_tokenizer(cfg: TokenizerConfig) -> RunningTokenizer:
     serve_metrics(metrics.registry, cfg.metrics_port)
     source = resolve_model(cfg.model or None, cfg.load_format)
     tokenizer = await asyncio.to_thread(load_tokenizer, source)
-    link = SchedulerLink(cfg.scheduler_address, cfg.name)
+    link = SchedulerPool(cfg.scheduler_address, cfg.name, cfg.load_poll_seconds)
     await link.wait_ready(cfg.scheduler_wait_seconds)
-    info = await link.get_engine_info()
-    manager = RequestManager(tokenizer, link)
+    try:
+        info = await link.get_engine_info()
+    except BaseException:
+        await link.close()
+        raise
+    manager = RequestManager(tokenizer, link, cfg.stream_interval)
     frontend = Frontend(
         tokenizer=tokenizer,
         info=info,
