@@ -9,7 +9,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from services.scheduler.config import SchedulerConfig
@@ -39,6 +39,7 @@ class Stack:
     worker_address: str = ""
     http_url: str = ""
     metrics_ports: dict[str, int] = field(default_factory=dict)
+    scheduler_addresses: list[str] = field(default_factory=list)  # one per engine
     handles: list[Any] = field(default_factory=list)
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 600) -> T:
@@ -63,8 +64,15 @@ def start_stack(
     scheduler: dict[str, Any] | None = None,
     tokenizer: dict[str, Any] | None = None,
     runner: object | None = None,
+    engines: int = 1,
+    runners: list[object | None] | None = None,
 ) -> Stack:
-    """Starts worker, scheduler and tokenizer on free loopback ports (each config overridable)."""
+    """Starts worker, scheduler and tokenizer on free loopback ports (each config overridable).
+
+    ``engines > 1`` starts that many worker + scheduler pairs behind the one tokenizer (the
+    first pair's addresses and metrics ports are the Stack's; the others serve no metrics).
+    ``runners`` gives each engine's ModelRunner (one runner serves one engine at a time).
+    """
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="stack-loop", daemon=True)
     thread.start()
@@ -99,10 +107,15 @@ def start_stack(
         load_format=wcfg.load_format,
         **(tokenizer or {}),
     )
+    pairs = [(wcfg, scfg)] + [_extra_engine(wcfg, scfg, host) for _ in range(engines - 1)]
+    stack.scheduler_addresses = [f"{host}:{s.port}" for _, s in pairs]
+    tcfg = replace(tcfg, scheduler_address=",".join(stack.scheduler_addresses))
+    engine_runners = runners or [runner] + [None] * (engines - 1)
 
     async def _start() -> None:
-        stack.handles.append(await start_worker(wcfg, runner))
-        stack.handles.append(await start_scheduler(scfg))
+        for (w, s), r in zip(pairs, engine_runners, strict=True):
+            stack.handles.append(await start_worker(w, r))
+            stack.handles.append(await start_scheduler(s))
         stack.handles.append(await start_tokenizer(tcfg))
 
     try:
@@ -111,3 +124,13 @@ def start_stack(
         stack.stop()
         raise
     return stack
+
+
+def _extra_engine(
+    wcfg: WorkerConfig, scfg: SchedulerConfig, host: str
+) -> tuple[WorkerConfig, SchedulerConfig]:
+    worker = replace(wcfg, port=free_port(), metrics_port=0)
+    scheduler = replace(
+        scfg, port=free_port(), metrics_port=0, worker_address=f"{host}:{worker.port}"
+    )
+    return worker, scheduler

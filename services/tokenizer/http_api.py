@@ -73,8 +73,8 @@ class _Serving:
 
     async def chunks(self, req: GenerateInput, n: int = 1) -> AsyncIterator[Chunk]:
         """The request's chunks; with n > 1 its n samples' chunks, each tagged with its index."""
-        streams = self.fe.manager.generate_many(expand(req, n))
-        gen = streams[0] if n == 1 else interleave(streams)
+        manager = self.fe.manager
+        gen = manager.generate(req) if n == 1 else interleave(manager.generate_many(expand(req, n)))
         try:
             async with self.metrics.track(req) as track:
                 async for chunk in gen:

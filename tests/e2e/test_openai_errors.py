@@ -32,7 +32,7 @@ def post(stack: Stack, path: str, body: Any, **kw: Any) -> httpx.Response:
         ("/v1/completions", {"prompt": "x", "seed": -3}, "seed"),
         ("/v1/completions", {"prompt": "x", "stop": [""]}, "stop"),
         ("/v1/completions", {"prompt": [10**9]}, "prompt"),
-        ("/v1/completions", {"prompt": "x", "n": 2}, "n"),
+        ("/v1/completions", {"prompt": "x", "n": 17}, "n"),
         ("/v1/completions", {"prompt": ["a", "b"]}, "prompt"),
         ("/v1/completions", {"max_tokens": 3}, "prompt"),
         ("/v1/chat/completions", {"messages": []}, "messages"),
