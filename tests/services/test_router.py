@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from services.common.types import ModelInfo, SamplingParams
@@ -92,9 +94,18 @@ def _req(rid: str, ids: list[int]) -> GenerateInput:
     return GenerateInput(rid, ids, SamplingParams(max_new_tokens=4))
 
 
+def _pool_with_fake_links() -> SchedulerPool:
+    async def build() -> SchedulerPool:
+        pool = SchedulerPool("a:1,b:2", "t")  # grpc.aio channels want a running loop
+        await pool.close()
+        pool.links = [FakeLink(), FakeLink()]  # type: ignore[list-item]
+        return pool
+
+    return asyncio.run(build())
+
+
 def test_pool_keeps_samples_together_and_aborts_follow_the_request():
-    pool = SchedulerPool("a:1,b:2", "t")
-    pool.links = [FakeLink(), FakeLink()]  # type: ignore[list-item]
+    pool = _pool_with_fake_links()
     pool.add([_req("x#0", LONG_A), _req("x#1", LONG_A)])
     pool.add([_req("y", LONG_B)])
     x_link = pool.owner["x#0"]
@@ -106,3 +117,30 @@ def test_pool_keeps_samples_together_and_aborts_follow_the_request():
     assert pool.links[x_link].aborted == ["x#1"]
     assert pool.rids_of(x_link) == ["x#0"]
     assert pool.router.in_flight[x_link] == 1 and pool.router.in_flight[1 - x_link] == 0
+
+
+class FakeManager:
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+        self.outputs: list[str] = []
+
+    def on_outputs(self, outputs):
+        self.outputs += [o.rid for o in outputs]
+
+    def fail(self, rids, message):
+        self.failed += rids
+
+
+def test_a_broken_link_fails_only_its_own_requests():
+    from services.tokenizer.manager import SchedOutput
+    from services.tokenizer.pool import _LinkSink
+
+    pool = _pool_with_fake_links()
+    manager = FakeManager()
+    pool.add([_req("p", LONG_A)])
+    pool.add([_req("q", LONG_B)])
+    p_link = pool.owner["p"]
+    _LinkSink(pool, 1 - p_link, manager).fail_all("scheduler unavailable")  # type: ignore[arg-type]
+    assert manager.failed == ["q"] and list(pool.owner) == ["p"]
+    _LinkSink(pool, p_link, manager).on_outputs([SchedOutput("p", [1], finish_reason="length")])
+    assert manager.outputs == ["p"] and pool.owner == {} and pool.router.in_flight == [0, 0]
