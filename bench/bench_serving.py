@@ -35,8 +35,11 @@ ADDRESS = "127.0.0.1:50051"
 def start(args: argparse.Namespace) -> list[subprocess.Popen]:
     model = ["--model", args.config, "--load-format", "dummy"]
     env = {**os.environ, "RADIXSERVE_LOG_LEVEL": "WARNING"}
+    if args.switch_interval:
+        env["RADIXSERVE_SWITCH_INTERVAL"] = str(args.switch_interval)
     cmds = [
-        ["services.worker", "--host", "127.0.0.1", *model, "--max-rows", "300"],
+        ["services.worker", "--host", "127.0.0.1", *model, "--max-rows", "300"]
+        + ["--step-thread", "true" if args.step_thread else "false"],
         ["services.scheduler", "--host", "127.0.0.1", "--metrics-port", "0"],
         ["services.tokenizer", "--host", "127.0.0.1", "--http-port", "-1", *model],
     ]
@@ -111,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--input-len", type=int, default=128)
     p.add_argument("--output-len", type=int, default=256)
     p.add_argument("--concurrency", type=int, default=64)
+    p.add_argument("--step-thread", type=int, default=0, help="worker steps on a thread (1/0)")
+    p.add_argument("--switch-interval", type=float, default=0.0, help="sys.setswitchinterval")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     vocab = json.loads(Path(args.config).read_text())["vocab_size"]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
@@ -86,6 +88,9 @@ def run_service(
 
     setup_logging(name)
     cfg = parse_config(config_cls, argv, prog=f"python -m services.{name}")
+    if os.environ.get("RADIXSERVE_SWITCH_INTERVAL"):
+        # How long a thread holds the GIL before another may take it (Python's default: 5 ms).
+        sys.setswitchinterval(float(os.environ["RADIXSERVE_SWITCH_INTERVAL"]))
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -25,3 +25,7 @@ class WorkerConfig:
     max_rows: int = field(default=256, metadata={"help": "most requests alive at once"})
     max_context_len: int = field(default=0, metadata={"help": "0 = the model's context length"})
     seed: int = field(default=0, metadata={"help": "seed for dummy weights and sampling"})
+    step_thread: bool = field(
+        default=False,
+        metadata={"help": "run steps on a worker thread instead of the event loop thread"},
+    )
