@@ -13,9 +13,11 @@ from services.common.types import (
     SamplingParams,
     StepInput,
     StepOutput,
+    TopLogprobs,
 )
 
 DEFAULT_MAX_NEW_TOKENS = 128
+MAX_TOP_LOGPROBS = 20
 
 
 def sampling_from_pb(
@@ -33,6 +35,11 @@ def sampling_from_pb(
         stop_token_ids=tuple(pb.stop_token_ids),
         ignore_eos=pb.ignore_eos,
         logprobs=pb.logprobs,
+        min_new_tokens=pb.min_new_tokens,
+        frequency_penalty=pb.frequency_penalty,
+        presence_penalty=pb.presence_penalty,
+        repetition_penalty=pb.repetition_penalty if pb.HasField("repetition_penalty") else 1.0,
+        top_logprobs=pb.top_logprobs,
     )
     validate_sampling(sp)
     return sp
@@ -49,6 +56,23 @@ def validate_sampling(sp: SamplingParams) -> None:
         raise InvalidArgument(f"must be >= 1, got {sp.max_new_tokens}", "max_new_tokens")
     if any(t < 0 for t in sp.stop_token_ids):
         raise InvalidArgument("token ids must be >= 0", "stop_token_ids")
+    if not 0 <= sp.min_new_tokens <= sp.max_new_tokens:
+        raise InvalidArgument(
+            f"must be in [0, max_new_tokens={sp.max_new_tokens}], got {sp.min_new_tokens}",
+            "min_new_tokens",
+        )
+    for name in ("frequency_penalty", "presence_penalty"):
+        value = getattr(sp, name)
+        if not -2.0 <= value <= 2.0:  # NOTE: also false for NaN
+            raise InvalidArgument(f"must be in [-2, 2], got {value}", name)
+    if not (0.0 < sp.repetition_penalty < math.inf):
+        raise InvalidArgument(f"must be > 0, got {sp.repetition_penalty}", "repetition_penalty")
+    if not 0 <= sp.top_logprobs <= MAX_TOP_LOGPROBS:
+        raise InvalidArgument(
+            f"must be in [0, {MAX_TOP_LOGPROBS}], got {sp.top_logprobs}", "top_logprobs"
+        )
+    if sp.top_logprobs and not sp.logprobs:
+        raise InvalidArgument("needs logprobs to be set", "top_logprobs")
 
 
 def sampling_to_pb(sp: SamplingParams) -> common_pb2.SamplingParams:
@@ -63,7 +87,28 @@ def sampling_to_pb(sp: SamplingParams) -> common_pb2.SamplingParams:
     )
     if sp.seed is not None:
         pb.seed = sp.seed
+    # Left unset at their defaults, so the common case stays as small on the wire as before.
+    if sp.min_new_tokens:
+        pb.min_new_tokens = sp.min_new_tokens
+    if sp.frequency_penalty:
+        pb.frequency_penalty = sp.frequency_penalty
+    if sp.presence_penalty:
+        pb.presence_penalty = sp.presence_penalty
+    if sp.repetition_penalty != 1.0:
+        pb.repetition_penalty = sp.repetition_penalty
+    if sp.top_logprobs:
+        pb.top_logprobs = sp.top_logprobs
     return pb
+
+
+def top_logprobs_to_pb(top: TopLogprobs | None) -> common_pb2.TopLogprobs:
+    if top is None:
+        return common_pb2.TopLogprobs()
+    return common_pb2.TopLogprobs(token_ids=top.token_ids, logprobs=top.logprobs)
+
+
+def top_logprobs_from_pb(pb: common_pb2.TopLogprobs) -> TopLogprobs:
+    return TopLogprobs(tuple(pb.token_ids), tuple(pb.logprobs))
 
 
 _INFO_FIELDS = (
@@ -97,6 +142,9 @@ def step_to_pb(step: StepInput) -> worker_pb2.ForwardRequest:
             req.prefix_slots.extend(r.prefix_slots)
         if r.sampling is not None:
             req.sampling.CopyFrom(sampling_to_pb(r.sampling))
+            req.prompt_len = r.prompt_len
+            if r.prefix_ids:
+                req.prefix_ids.extend(r.prefix_ids)
     return pb
 
 
@@ -112,24 +160,33 @@ def step_from_pb(pb: worker_pb2.ForwardRequest) -> StepInput:
                 prefix_slots=list(r.prefix_slots) or None,
                 sampling=sampling_from_pb(r.sampling) if r.HasField("sampling") else None,
                 sample=not r.skip_sample,
+                prompt_len=r.prompt_len,
+                prefix_ids=list(r.prefix_ids) or None,
             )
         )
     return StepInput(pb.step_id, ForwardMode(pb.mode), reqs, list(pb.release_rows))
 
 
 def output_to_pb(out: StepOutput) -> worker_pb2.ForwardResponse:
-    return worker_pb2.ForwardResponse(
+    pb = worker_pb2.ForwardResponse(
         step_id=out.step_id,
         token_ids=out.token_ids,
         logprobs=out.logprobs or [],
         forward_seconds=out.forward_seconds,
     )
+    if out.top_logprobs is not None:
+        pb.top_logprobs.extend(top_logprobs_to_pb(t) for t in out.top_logprobs)
+    return pb
 
 
 def output_from_pb(pb: worker_pb2.ForwardResponse) -> StepOutput:
+    top = None
+    if pb.top_logprobs:
+        top = [top_logprobs_from_pb(t) if t.token_ids else None for t in pb.top_logprobs]
     return StepOutput(
         step_id=pb.step_id,
         token_ids=list(pb.token_ids),
         logprobs=list(pb.logprobs) or None,
+        top_logprobs=top,
         forward_seconds=pb.forward_seconds,
     )

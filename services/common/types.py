@@ -17,6 +17,10 @@ Scheduler -> worker step semantics (one :class:`StepInput` per step):
 * ``sampling`` is set the first time a row is scheduled and kept by the worker until released; a
   request carrying ``sampling`` starts its row over, whatever the row held before (so a row
   released and reused in the same step needs no special order);
+* ``prompt_len`` comes with ``sampling``: the row's leading prompt tokens; later ones (outputs
+  re-prefilled after a retraction, then sampled ones) count as generated for ``min_new_tokens``
+  and the penalties. ``prefix_ids`` also comes with ``sampling`` when the request uses a penalty:
+  the token ids at the ``prefix_slots`` positions, which the worker cannot know otherwise;
 * ``sample`` is False for a prefill chunk that is not the last one (nothing is sampled);
 * ``release_rows`` are rows the worker forgets after this step (finished or aborted requests).
   Slots are owned by the scheduler: releasing a row frees no slot on the worker.
@@ -40,10 +44,31 @@ class SamplingParams:
     stop_token_ids: tuple[int, ...] = ()
     ignore_eos: bool = False
     logprobs: bool = False
+    min_new_tokens: int = 0  # EOS / stop tokens cannot end the request before this many
+    frequency_penalty: float = 0.0  # OpenAI: logit -= f * count in the output
+    presence_penalty: float = 0.0  # OpenAI: logit -= p once in the output
+    repetition_penalty: float = 1.0  # HF: seen in prompt or output -> logit / r (or * r if < 0)
+    top_logprobs: int = 0  # with logprobs: the k most likely tokens per position
 
     @property
     def greedy(self) -> bool:
         return self.temperature <= 0.0 or self.top_k == 1
+
+    @property
+    def uses_penalties(self) -> bool:
+        return (
+            self.frequency_penalty != 0.0
+            or self.presence_penalty != 0.0
+            or self.repetition_penalty != 1.0
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TopLogprobs:
+    """The most likely tokens at one generated position, most likely first (raw distribution)."""
+
+    token_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
 
 
 class ForwardMode(enum.IntEnum):
@@ -62,6 +87,8 @@ class ReqInput:
     prefix_slots: list[int] | None = None
     sampling: SamplingParams | None = None
     sample: bool = True
+    prompt_len: int = 0  # with sampling: leading prompt tokens of the row (0: unknown)
+    prefix_ids: list[int] | None = None  # with sampling and penalties: ids at prefix_slots
 
     @property
     def is_decode(self) -> bool:
@@ -86,11 +113,13 @@ class StepOutput:
 
     ``token_ids[i]`` is -1 where request i sampled nothing (``sample`` was False).
     ``logprobs[i]`` is the log-probability of the sampled token when the request asked for it.
+    ``top_logprobs[i]`` is set when any request asked for top logprobs (None for the others).
     """
 
     step_id: int
     token_ids: list[int]
     logprobs: list[float] | None = None
+    top_logprobs: list[TopLogprobs | None] | None = None
     forward_seconds: float = 0.0
 
 

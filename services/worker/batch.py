@@ -71,6 +71,8 @@ def _plan_req(
         if req.is_decode:
             raise ValueError(f"{where}: decode on a row with no request (extend it first)")
         start = len(req.prefix_slots or ())
+        if req.prefix_ids and len(req.prefix_ids) != start:
+            raise ValueError(f"{where}: {len(req.prefix_ids)} prefix_ids but {start} prefix_slots")
     else:
         if req.prefix_slots is not None:
             raise ValueError(f"{where}: prefix_slots without sampling (only a first step has them)")

@@ -13,14 +13,15 @@ import time
 import torch
 
 from services.common.model_source import resolve_model
-from services.common.types import ModelInfo, StepInput, StepOutput
+from services.common.types import ModelInfo, StepInput, StepOutput, TopLogprobs
 from services.worker.attention import AttentionBackend
-from services.worker.batch import Limits, build_tensors, plan_step
+from services.worker.batch import Limits, ReqPlan, build_tensors, plan_step
 from services.worker.forward_context import ForwardContext
 from services.worker.kv_pool import KVPool, ReqToTokenTable
 from services.worker.layers import ops
 from services.worker.loader import load_model
-from services.worker.rows import RowTable
+from services.worker.penalties import PenaltyBank, mask_tokens
+from services.worker.rows import RowState, RowTable
 from services.worker.runner_config import (
     RunnerConfig,
     pick_backend,
@@ -58,7 +59,8 @@ class ModelRunner:
         self.attn_backend: AttentionBackend = backend_cls(self.kv_pool, c.num_heads, c.head_dim)
         if backend_cls.name == "triton" and "RADIXSERVE_OPS" not in os.environ:
             ops.select("triton")  # NOTE: process-wide; one model per worker process
-        self.rows = RowTable(cfg.max_rows, self.device)
+        self.penalties = PenaltyBank(c.vocab_size, self.device)  # empty until a row needs it
+        self.rows = RowTable(cfg.max_rows, self.device, self.penalties)
         self.sampler = Sampler(self.device, cfg.seed)
         self.limits = Limits(cfg.max_rows, num_slots, self.max_context_len, c.vocab_size)
         self.info = self._info()
@@ -96,22 +98,20 @@ class ModelRunner:
         plans = plan_step(batch, self.rows, self.limits)
         for p in plans:  # NOTE: after validation only, so a bad step changes nothing
             if p.state is None:  # the row's first step (or a new request reusing it)
-                p.state = self.rows.start(p.req.row, p.req.sampling, p.start)
+                p.state = self.rows.start(p.req.row, p.req.sampling, p.start, p.req.prompt_len)
             p.state.seq_len = p.end
+        self._record_inputs(plans)
         t = build_tensors(plans, self.device)
         self.req_to_token.write(t.write_rows, t.write_cols, t.write_slots)
         ctx = self._context(batch, t)
         self.attn_backend.prepare(ctx)
         logits = self.model(t.input_ids, t.positions, ctx)
-        token_ids, logprobs = self._sample(plans, logits)
+        out = self._sample(plans, logits)
         for rid in batch.release_rows:
             self.rows.release(rid)
-        return StepOutput(
-            step_id=batch.step_id,
-            token_ids=token_ids,
-            logprobs=logprobs,
-            forward_seconds=time.perf_counter() - start,
-        )
+        out.step_id = batch.step_id
+        out.forward_seconds = time.perf_counter() - start
+        return out
 
     def _context(self, batch: StepInput, t) -> ForwardContext:
         return ForwardContext(
@@ -131,29 +131,100 @@ class ModelRunner:
             attn_backend=self.attn_backend,
         )
 
-    def _sample(self, plans, logits: torch.Tensor) -> tuple[list[int], list[float] | None]:
+    def _record_inputs(self, plans: list[ReqPlan]) -> None:
+        """Adds the step's new prompt (or re-prefilled output) ids to the rows' penalty stats."""
+        slots: list[int] = []
+        ids: list[int] = []
+        is_output: list[bool] = []
+        for p in plans:
+            st, req = p.state, p.req
+            if st.bank_slot is None or req.token_ids is None:
+                continue  # decode inputs were counted when they were sampled
+            row_ids = list(req.prefix_ids or ()) if req.sampling is not None else []
+            first = p.start - len(row_ids)
+            row_ids += req.token_ids
+            slots += [st.bank_slot] * len(row_ids)
+            ids += row_ids
+            is_output += [0 < st.prompt_len <= first + j for j in range(len(row_ids))]
+        self.penalties.record(slots, ids, is_output)
+
+    def _sample(self, plans: list[ReqPlan], logits: torch.Tensor) -> StepOutput:
         sampled = [p for p in plans if p.req.sample]
-        token_ids, logprobs = [-1] * len(plans), None
+        out = StepOutput(step_id=0, token_ids=[-1] * len(plans))
         if not sampled:
-            return token_ids, None
+            return out
         states = [p.state for p in sampled]
+        for p in sampled:
+            if not p.state.prompt_len:  # not told: the prompt ends where sampling starts
+                p.state.prompt_len = p.end
+        params = [s.sampling for s in states]
+        raw = logits.float()
         ids, lps = self.sampler.sample(
-            logits, [s.sampling for s in states], [s.generator for s in states]
+            self._adjust(raw, sampled), params, [s.generator for s in states], raw=raw
         )
-        ids_list = ids.tolist()
-        lps_list = lps.tolist() if lps is not None else None
-        if lps_list is not None:
-            logprobs = [0.0] * len(plans)
+        top = None
+        if any(sp.top_logprobs for sp in params):
+            top = self.sampler.top_logprobs(
+                raw, [sp.top_logprobs if sp.logprobs else 0 for sp in params]
+            )
+        penalized = [j for j, s in enumerate(states) if s.bank_slot is not None]
+        if penalized:
+            self.penalties.record_sampled([states[j].bank_slot for j in penalized], ids[penalized])
+        self._scatter(plans, out, ids.tolist(), lps.tolist() if lps is not None else None, top)
+        return out
+
+    def _adjust(self, raw: torch.Tensor, sampled: list[ReqPlan]) -> torch.Tensor:
+        """``raw`` with penalties and min_new_tokens applied (a copy), or ``raw`` itself."""
+        pen = [(j, p.state) for j, p in enumerate(sampled) if p.state.bank_slot is not None]
+        short = [
+            (j, p.state)
+            for j, p in enumerate(sampled)
+            if p.state.generated_before(p.end) < p.state.sampling.min_new_tokens
+        ]
+        if not pen and not short:
+            return raw
+        work = raw.clone()
+        if pen:
+            self.penalties.apply(
+                work,
+                [j for j, _ in pen],
+                [s.bank_slot for _, s in pen],
+                [s.sampling for _, s in pen],
+            )
+        if short:
+            mask_tokens(work, [j for j, _ in short], [self._stop_ids(s) for _, s in short])
+        return work
+
+    def _stop_ids(self, state: RowState) -> list[int]:
+        sp = state.sampling
+        eos = () if sp.ignore_eos else self.config.eos_token_ids
+        return [*sp.stop_token_ids, *eos]
+
+    @staticmethod
+    def _scatter(
+        plans: list[ReqPlan],
+        out: StepOutput,
+        ids: list[int],
+        lps: list[float] | None,
+        top: list[TopLogprobs | None] | None,
+    ) -> None:
+        """Spreads the sampled rows' results over the step's request order."""
+        n = len(plans)
+        if lps is not None:
+            out.logprobs = [0.0] * n
+        if top is not None:
+            out.top_logprobs = [None] * n
         j = 0
         for i, p in enumerate(plans):
             if not p.req.sample:
                 p.state.last_token = None
                 continue
-            p.state.last_token = token_ids[i] = ids_list[j]
-            if logprobs is not None:
-                logprobs[i] = lps_list[j] if p.state.sampling.logprobs else 0.0
+            p.state.last_token = out.token_ids[i] = ids[j]
+            if lps is not None and p.state.sampling.logprobs:
+                out.logprobs[i] = lps[j]
+            if top is not None:
+                out.top_logprobs[i] = top[j]
             j += 1
-        return token_ids, logprobs
 
     def release(self, rows: list[int]) -> None:
         """Forget rows outside a step (e.g. on stream reset)."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from services.common.types import SamplingParams
+from services.worker.penalties import PenaltyBank
 
 logger = logging.getLogger(__name__)
 
@@ -20,34 +21,51 @@ class RowState:
     seq_len: int = 0
     last_token: int | None = None
     generator: torch.Generator | None = None
+    prompt_len: int = 0  # leading prompt tokens of the row; 0 until known
+    bank_slot: int | None = None  # slot in the PenaltyBank when the sampling uses penalties
+
+    def generated_before(self, end: int) -> int:
+        """Tokens generated before the one sampled after position ``end - 1``."""
+        return max(0, end - self.prompt_len) if self.prompt_len else 0
 
 
 class RowTable:
     """Live rows by index; a row is live from its first step until released."""
 
-    def __init__(self, max_rows: int, device: torch.device) -> None:
+    def __init__(
+        self, max_rows: int, device: torch.device, bank: PenaltyBank | None = None
+    ) -> None:
         self.max_rows = max_rows
         self.device = device
+        self.bank = bank
         self._rows: dict[int, RowState] = {}
 
     def get(self, row: int) -> RowState | None:
         return self._rows.get(row)
 
-    def start(self, row: int, sampling: SamplingParams | None, prefix_len: int) -> RowState:
+    def start(
+        self, row: int, sampling: SamplingParams | None, prefix_len: int, prompt_len: int = 0
+    ) -> RowState:
         params = sampling or SamplingParams()
         gen = None
         if params.seed is not None and not params.greedy:
             gen = torch.Generator(device=self.device)
             gen.manual_seed(int(params.seed))
-        state = RowState(sampling=params, seq_len=prefix_len, generator=gen)
+        self.release(row)  # a new request reusing the row
+        state = RowState(sampling=params, seq_len=prefix_len, generator=gen, prompt_len=prompt_len)
+        if params.uses_penalties and self.bank is not None:
+            state.bank_slot = self.bank.acquire()
         self._rows[row] = state
         return state
 
     def release(self, row: int) -> None:
-        self._rows.pop(row, None)
+        state = self._rows.pop(row, None)
+        if state is not None and state.bank_slot is not None and self.bank is not None:
+            self.bank.release(state.bank_slot)
 
     def clear(self) -> None:
-        self._rows.clear()
+        for row in list(self._rows):
+            self.release(row)
 
     def __len__(self) -> int:
         return len(self._rows)

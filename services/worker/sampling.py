@@ -3,8 +3,9 @@
 Random rows draw exponential noise and take ``argmax(probs / noise)`` (the Gumbel-max trick in
 exponential form, equivalent to sampling from ``probs``). Rows with a seed draw their noise from
 their own ``torch.Generator`` so their tokens do not depend on what else is in the batch; the
-others share the sampler's generator. Logprobs are of the model's raw distribution
-(``log_softmax(logits)``, before temperature / top-k / top-p) at the chosen token.
+others share the sampler's generator. Logprobs (of the chosen token and the top-k) are of the
+model's raw distribution (``log_softmax`` of the logits before penalties, min_new_tokens masking,
+temperature, top-k and top-p); the runner passes those as ``raw``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from services.common.types import SamplingParams
+from services.common.types import SamplingParams, TopLogprobs
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +32,12 @@ class Sampler:
         logits: torch.Tensor,
         params: Sequence[SamplingParams],
         generators: Sequence[torch.Generator | None],
+        raw: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Token ids ``[S]`` (int64) and, when any row asks, their logprobs ``[S]`` (float32)."""
+        """Token ids ``[S]`` (int64) and, when any row asks, their logprobs ``[S]`` (float32).
+
+        ``logits`` decide the tokens; logprobs come from ``raw`` (default: ``logits``).
+        """
         logits = logits.float()
         greedy = [p.greedy for p in params]
         if all(greedy):
@@ -44,8 +49,20 @@ class Sampler:
                 ids = torch.where(mask, logits.argmax(dim=-1), ids)
         logprobs = None
         if any(p.logprobs for p in params):
-            logprobs = torch.log_softmax(logits, dim=-1).gather(1, ids[:, None]).squeeze(1)
+            source = logits if raw is None else raw.float()
+            logprobs = torch.log_softmax(source, dim=-1).gather(1, ids[:, None]).squeeze(1)
         return ids, logprobs
+
+    @torch.inference_mode()
+    def top_logprobs(self, raw: torch.Tensor, ks: Sequence[int]) -> list[TopLogprobs | None]:
+        """The ``ks[i]`` most likely tokens of row i of ``raw`` ``[S, V]``; None where 0."""
+        k = min(max(ks), raw.shape[-1])
+        values, ids = torch.log_softmax(raw.float(), dim=-1).topk(k, dim=-1)
+        values_list, ids_list = values.tolist(), ids.tolist()
+        return [
+            TopLogprobs(tuple(ids_list[i][:ki]), tuple(values_list[i][:ki])) if ki > 0 else None
+            for i, ki in enumerate(ks)
+        ]
 
     def _random(
         self,
