@@ -203,6 +203,8 @@ def _event_output(rid: str, ev: TokenEvent) -> scheduler_pb2.RequestOutput:
     out.usage.prompt_tokens = ev.prompt_tokens
     out.usage.completion_tokens = ev.completion_tokens
     out.usage.cached_tokens = ev.cached_tokens
+    if ev.top_logprobs:
+        out.top_logprobs.extend(pbconv.top_logprobs_to_pb(t) for t in ev.top_logprobs)
     return out
 
 

@@ -7,7 +7,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from services.common.types import ModelInfo, SamplingParams
+from services.common.types import ModelInfo, SamplingParams, TopLogprobs
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class TokenEvent:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int
+    top_logprobs: list[TopLogprobs] | None = None  # one per token when top_logprobs was asked
 
     @property
     def finished(self) -> bool:

@@ -1,0 +1,41 @@
+"""Finish rules with min_new_tokens: EOS and stop tokens cannot end a request before it."""
+
+from __future__ import annotations
+
+from services.common.types import SamplingParams, StepOutput
+from services.scheduler.request import FinishKind, Request
+
+
+def _run(sched, req: Request, tokens: list[int]) -> list[int]:
+    """Answers every step with the next of ``tokens``; returns what the request produced."""
+    sched.add_request(req)
+    produced: list[int] = []
+    feed = iter(tokens)
+    while not req.finished:
+        step = sched.next_step()
+        assert step is not None
+        out = StepOutput(step.step_id, [next(feed) if r.sample else -1 for r in step.reqs])
+        for ev in sched.on_result(out):
+            produced += ev.token_ids
+    return produced
+
+
+def test_eos_before_min_new_tokens_does_not_stop(sched):
+    sp = SamplingParams(max_new_tokens=10, min_new_tokens=3, stop_token_ids=(7,))
+    req = Request("a", [5, 6, 8], sp)
+    produced = _run(sched, req, [0, 7, 0, 7, 9, 9])
+    assert produced == [0, 7, 0, 7]
+    assert req.finish_reason.kind is FinishKind.STOP
+    assert req.finish_reason.matched_token == 7
+
+
+def test_min_new_tokens_zero_stops_at_first_eos(sched):
+    req = Request("b", [5, 6, 8], SamplingParams(max_new_tokens=10))
+    assert _run(sched, req, [4, 0, 9]) == [4, 0]
+    assert req.finish_reason.kind is FinishKind.STOP
+
+
+def test_min_equal_max_ends_by_length(sched):
+    req = Request("c", [5, 6, 8], SamplingParams(max_new_tokens=3, min_new_tokens=3))
+    assert _run(sched, req, [0, 0, 0, 0]) == [0, 0, 0]
+    assert req.finish_reason.kind is FinishKind.LENGTH
