@@ -31,6 +31,7 @@ def _output_from_pb(pb: scheduler_pb2.RequestOutput) -> SchedOutput:
         rid=pb.rid,
         token_ids=list(pb.token_ids),
         logprobs=list(pb.logprobs) or None,
+        top_logprobs=[pbconv.top_logprobs_from_pb(t) for t in pb.top_logprobs] or None,
         finish_reason=_FINISH.get(pb.finish_reason),
         matched_stop_token=pb.matched_stop_token if pb.matched_stop_token >= 0 else None,
         prompt_tokens=pb.usage.prompt_tokens,

@@ -243,7 +243,9 @@ def create_app(frontend: Frontend, metrics: TokenizerMetrics) -> FastAPI:
         serving.check_model(body.model)
         ids = frontend.builder.ids_from_chat(body.messages, "messages")
         req = serving.build(ids, body, "messages")
-        fmt = oai.ChatFormat(frontend.model_name, frontend.tokenizer, body.logprobs)
+        fmt = oai.ChatFormat(
+            frontend.model_name, frontend.tokenizer, body.logprobs, req.sampling.top_logprobs
+        )
         return await serving.respond(request, req, body, fmt)
 
     @app.post("/v1/completions")
@@ -251,7 +253,10 @@ def create_app(frontend: Frontend, metrics: TokenizerMetrics) -> FastAPI:
         serving.check_model(body.model)
         req = serving.build(serving.prompt_ids(body.prompt), body, "prompt")
         fmt = oai.CompletionFormat(
-            frontend.model_name, frontend.tokenizer, body.logprobs is not None
+            frontend.model_name,
+            frontend.tokenizer,
+            body.logprobs is not None,
+            req.sampling.top_logprobs,
         )
         return await serving.respond(request, req, body, fmt)
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from services.common.types import TopLogprobs
 from services.tokenizer.detokenizer import IncrementalDetokenizer
 from services.tokenizer.prompts import GenerateInput
 from services.tokenizer.stop import StopStringMatcher
@@ -37,6 +38,7 @@ class SchedOutput:
     completion_tokens: int = 0
     cached_tokens: int = 0
     error: str = ""
+    top_logprobs: list[TopLogprobs] | None = None  # one per token when asked for
 
 
 @dataclass
@@ -52,11 +54,13 @@ class Chunk:
     cached_tokens: int = 0
     error: str = ""
     index: int = 0  # which of a request's n samples this chunk belongs to
+    top_logprobs: list[TopLogprobs] = field(default_factory=list)  # one per token when asked
 
     def merge(self, later: Chunk) -> None:
         self.text += later.text
         self.token_ids += later.token_ids
         self.logprobs += later.logprobs
+        self.top_logprobs += later.top_logprobs
         self.finish_reason = later.finish_reason
         self.error = later.error or self.error
         self.prompt_tokens = later.prompt_tokens or self.prompt_tokens
@@ -201,6 +205,7 @@ class RequestManager:
             text=text,
             token_ids=list(out.token_ids),
             logprobs=list(out.logprobs or []),
+            top_logprobs=list(out.top_logprobs or []),
             finish_reason=finish,
             prompt_tokens=out.prompt_tokens,
             completion_tokens=out.completion_tokens,

@@ -13,7 +13,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.errors import InvalidArgument
-from services.common.types import SamplingParams
+from services.common.pbconv import MAX_TOP_LOGPROBS
+from services.common.types import SamplingParams, TopLogprobs
 from services.tokenizer.manager import Chunk
 from services.tokenizer.samples import check_n
 from services.tokenizer.tokenization import Tokenizer
@@ -50,6 +51,8 @@ class _SamplingRequest(BaseModel):
     skip_special_tokens: bool = True
     stop_token_ids: list[int] | None = None
     include_stop_str_in_output: bool = False
+    min_tokens: int = 0
+    repetition_penalty: float | None = None
 
     @property
     def include_usage(self) -> bool:
@@ -73,16 +76,9 @@ class CompletionRequest(_SamplingRequest):
 def check_unsupported(req: _SamplingRequest) -> None:
     """Rejects what this server cannot do, naming the field (rather than silently ignoring it)."""
     check_n(req.n)
-    for name in ("presence_penalty", "frequency_penalty"):
-        if getattr(req, name):
-            raise InvalidArgument("is not supported (only 0)", name)
     if req.logit_bias:
         raise InvalidArgument("is not supported", "logit_bias")
-    if isinstance(req, ChatCompletionRequest) and req.top_logprobs:
-        raise InvalidArgument("only 0 is supported (the sampled token's logprob)", "top_logprobs")
     if isinstance(req, CompletionRequest):
-        if req.logprobs is not None and req.logprobs != 0:
-            raise InvalidArgument("only 0 is supported (the sampled token's logprob)", "logprobs")
         if req.echo:
             raise InvalidArgument("is not supported", "echo")
         if req.suffix:
@@ -104,6 +100,9 @@ def sampling_params(req: _SamplingRequest, max_context_len: int) -> tuple[Sampli
     stop_ids = req.stop_token_ids or []
     if any(t < 0 for t in stop_ids):
         raise InvalidArgument("token ids must be >= 0", "stop_token_ids")
+    if not 0 <= req.min_tokens <= max_tokens:
+        raise InvalidArgument(f"must be in [0, {max_field}={max_tokens}]", "min_tokens")
+    logprobs, top = _logprobs(req)
     sampling = SamplingParams(
         temperature=1.0 if req.temperature is None else req.temperature,
         top_p=1.0 if req.top_p is None else req.top_p,
@@ -112,9 +111,29 @@ def sampling_params(req: _SamplingRequest, max_context_len: int) -> tuple[Sampli
         max_new_tokens=max_tokens,
         stop_token_ids=tuple(stop_ids),
         ignore_eos=req.ignore_eos,
-        logprobs=bool(req.logprobs is not None and req.logprobs is not False),
+        logprobs=logprobs,
+        min_new_tokens=req.min_tokens,
+        frequency_penalty=req.frequency_penalty or 0.0,
+        presence_penalty=req.presence_penalty or 0.0,
+        repetition_penalty=1.0 if req.repetition_penalty is None else req.repetition_penalty,
+        top_logprobs=top,
     )
     return sampling, given
+
+
+def _logprobs(req: _SamplingRequest) -> tuple[bool, int]:
+    """(logprobs wanted, top count): chat has logprobs + top_logprobs, completions an int."""
+    if isinstance(req, ChatCompletionRequest):
+        name, top = "top_logprobs", req.top_logprobs or 0
+        if top and not req.logprobs:
+            raise InvalidArgument("needs logprobs to be true", name)
+        wanted = req.logprobs
+    else:
+        name, top = "logprobs", req.logprobs or 0
+        wanted = req.logprobs is not None
+    if not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise InvalidArgument(f"must be in [0, {MAX_TOP_LOGPROBS}], got {top}", name)
+    return wanted, top
 
 
 def stop_strings(stop: str | list[str] | None) -> list[str]:
@@ -161,12 +180,14 @@ class Format:
     object_name = "text_completion"
     chunk_object = "text_completion"
 
-    def __init__(self, model: str, tokenizer: Tokenizer, logprobs: bool) -> None:
+    def __init__(self, model: str, tokenizer: Tokenizer, logprobs: bool, top: int = 0) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.logprobs = logprobs
+        self.top = top  # top logprobs per position
         self.id = new_id(self.id_prefix)
         self.created = now()
+        self._text_offset: dict[int, int] = {}  # per sample: characters of tokens already sent
 
     def envelope(self, obj: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -207,7 +228,11 @@ class Format:
         return usage(prompt, completion, max((t.cached_tokens for t in totals), default=0))
 
     def delta(self, chunk: Chunk) -> dict[str, Any] | None:
-        if not chunk.text and chunk.finish_reason is None:
+        if (
+            not chunk.text
+            and chunk.finish_reason is None
+            and not (self.logprobs and chunk.logprobs)
+        ):
             return None
         return self.full(chunk)
 
@@ -219,9 +244,31 @@ class Format:
             "finish_reason": finish_reason(chunk),
         }
 
+    def token_str(self, token_id: int) -> str:
+        return self.tokenizer.decode([token_id])
+
     def token_logprobs(self, chunk: Chunk) -> dict[str, Any]:
-        tokens = [self.tokenizer.decode([t]) for t in chunk.token_ids[: len(chunk.logprobs)]]
-        return {"tokens": tokens, "token_logprobs": list(chunk.logprobs), "top_logprobs": None}
+        tokens = [self.token_str(t) for t in chunk.token_ids[: len(chunk.logprobs)]]
+        offsets, offset = [], self._text_offset.get(chunk.index, 0)
+        for token in tokens:
+            offsets.append(offset)
+            offset += len(token)
+        self._text_offset[chunk.index] = offset
+        top = None
+        if self.top:
+            top = [self._top_dict(t) for t in chunk.top_logprobs[: len(tokens)]]
+        return {
+            "tokens": tokens,
+            "token_logprobs": list(chunk.logprobs),
+            "top_logprobs": top,
+            "text_offset": offsets,
+        }
+
+    def _top_dict(self, top: TopLogprobs) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for token_id, logprob in zip(top.token_ids, top.logprobs, strict=True):
+            out.setdefault(self.token_str(token_id), logprob)  # distinct ids may spell alike
+        return out
 
 
 CompletionFormat = Format
@@ -263,8 +310,17 @@ class ChatFormat(Format):
 
     def token_logprobs(self, chunk: Chunk) -> dict[str, Any]:
         content = []
-        for token_id, logprob in zip(chunk.token_ids, chunk.logprobs, strict=False):
-            token = self.tokenizer.decode([token_id])
-            entry = {"token": token, "logprob": logprob, "bytes": list(token.encode())}
-            content.append({**entry, "top_logprobs": []})
+        tops = chunk.top_logprobs if self.top else []
+        for i, (token_id, logprob) in enumerate(zip(chunk.token_ids, chunk.logprobs, strict=False)):
+            top = tops[i] if i < len(tops) else None
+            alternatives = (
+                [self._entry(t, lp) for t, lp in zip(top.token_ids, top.logprobs, strict=True)]
+                if top is not None
+                else []
+            )
+            content.append({**self._entry(token_id, logprob), "top_logprobs": alternatives})
         return {"content": content}
+
+    def _entry(self, token_id: int, logprob: float) -> dict[str, Any]:
+        token = self.token_str(token_id)
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}

@@ -131,6 +131,7 @@ def _response(rid: str, chunk: Chunk) -> tokenizer_pb2.GenerateResponse:
     resp.usage.prompt_tokens = chunk.prompt_tokens
     resp.usage.completion_tokens = chunk.completion_tokens
     resp.usage.cached_tokens = chunk.cached_tokens
+    resp.top_logprobs.extend(pbconv.top_logprobs_to_pb(t) for t in chunk.top_logprobs)
     return resp
 
 
