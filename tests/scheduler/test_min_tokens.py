@@ -39,3 +39,12 @@ def test_min_equal_max_ends_by_length(sched):
     req = Request("c", [5, 6, 8], SamplingParams(max_new_tokens=3, min_new_tokens=3))
     assert _run(sched, req, [0, 0, 0, 0]) == [0, 0, 0]
     assert req.finish_reason.kind is FinishKind.LENGTH
+
+
+def test_first_step_carries_prompt_len_and_prefix_ids_for_penalties(sched):
+    prompt = [5, 6, 8, 9, 11, 12, 13, 14]
+    _run(sched, Request("warm", list(prompt), SamplingParams(max_new_tokens=1)), [4])
+    sched.add_request(Request("p", prompt + [3], SamplingParams(presence_penalty=1.0)))
+    first = next(r for r in sched.next_step().reqs if r.sampling is not None)
+    assert first.prompt_len == len(prompt) + 1
+    assert first.prefix_slots and first.prefix_ids == prompt[: len(first.prefix_slots)]

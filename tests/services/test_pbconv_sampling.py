@@ -1,0 +1,66 @@
+"""The sampling extensions survive the wire: SamplingParams, step and result conversions."""
+
+from __future__ import annotations
+
+import pytest
+
+from radixserve.v1 import common_pb2
+from services.common import pbconv
+from services.common.errors import InvalidArgument
+from services.common.types import (
+    ForwardMode,
+    ReqInput,
+    SamplingParams,
+    StepInput,
+    StepOutput,
+    TopLogprobs,
+)
+
+EXTENDED = SamplingParams(
+    logprobs=True,
+    top_logprobs=3,
+    min_new_tokens=4,
+    frequency_penalty=0.5,
+    presence_penalty=-1.0,
+    repetition_penalty=1.25,
+)
+
+
+def test_sampling_round_trip_and_defaults():
+    assert pbconv.sampling_from_pb(pbconv.sampling_to_pb(EXTENDED)) == EXTENDED
+    default = pbconv.sampling_from_pb(common_pb2.SamplingParams())
+    assert default.repetition_penalty == 1.0 and not default.uses_penalties
+    assert (
+        pbconv.sampling_to_pb(SamplingParams()).ByteSize()
+        == pbconv.sampling_to_pb(SamplingParams()).ByteSize()
+    )  # defaults stay unset on the wire
+    assert not pbconv.sampling_to_pb(SamplingParams()).HasField("repetition_penalty")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"frequency_penalty": 2.5}, "frequency_penalty"),
+        ({"presence_penalty": float("nan")}, "presence_penalty"),
+        ({"repetition_penalty": 0.0}, "repetition_penalty"),
+        ({"min_new_tokens": 200}, "min_new_tokens"),
+        ({"min_new_tokens": -1}, "min_new_tokens"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+    ],
+)
+def test_validation_names_the_field(kwargs, field):
+    with pytest.raises(InvalidArgument, match=field):
+        pbconv.validate_sampling(SamplingParams(**kwargs))
+
+
+def test_step_and_result_carry_the_new_fields():
+    req = ReqInput(3, [7, 8], [1, 2], [4, 5], EXTENDED, prompt_len=4, prefix_ids=[9, 9])
+    back = pbconv.step_from_pb(pbconv.step_to_pb(StepInput(1, ForwardMode.EXTEND, [req])))
+    got = back.reqs[0]
+    assert (got.prompt_len, got.prefix_ids, got.sampling) == (4, [9, 9], EXTENDED)
+    top = TopLogprobs((5, 6), (-0.5, -1.5))
+    out = StepOutput(1, [5, 9], [-0.5, 0.0], [top, None])
+    back_out = pbconv.output_from_pb(pbconv.output_to_pb(out))
+    assert back_out.top_logprobs == [top, None]
+    assert pbconv.output_from_pb(pbconv.output_to_pb(StepOutput(2, [1]))).top_logprobs is None
