@@ -100,7 +100,8 @@ class ModelRunner:
             if p.state is None:  # the row's first step (or a new request reusing it)
                 p.state = self.rows.start(p.req.row, p.req.sampling, p.start, p.req.prompt_len)
             p.state.seq_len = p.end
-        self._record_inputs(plans)
+        if self.rows.num_adjusted:
+            self._record_inputs(plans)
         t = build_tensors(plans, self.device)
         self.req_to_token.write(t.write_rows, t.write_cols, t.write_slots)
         ctx = self._context(batch, t)
@@ -154,20 +155,18 @@ class ModelRunner:
         if not sampled:
             return out
         states = [p.state for p in sampled]
-        for p in sampled:
-            if not p.state.prompt_len:  # not told: the prompt ends where sampling starts
-                p.state.prompt_len = p.end
         params = [s.sampling for s in states]
         raw = logits.float()
-        ids, lps = self.sampler.sample(
-            self._adjust(raw, sampled), params, [s.generator for s in states], raw=raw
-        )
+        work = self._adjust(raw, sampled) if self.rows.num_adjusted else raw
+        ids, lps = self.sampler.sample(work, params, [s.generator for s in states], raw=raw)
         top = None
         if any(sp.top_logprobs for sp in params):
             top = self.sampler.top_logprobs(
                 raw, [sp.top_logprobs if sp.logprobs else 0 for sp in params]
             )
-        penalized = [j for j, s in enumerate(states) if s.bank_slot is not None]
+        penalized = []
+        if self.rows.num_adjusted:
+            penalized = [j for j, s in enumerate(states) if s.bank_slot is not None]
         if penalized:
             self.penalties.record_sampled([states[j].bank_slot for j in penalized], ids[penalized])
         self._scatter(plans, out, ids.tolist(), lps.tolist() if lps is not None else None, top)
@@ -220,6 +219,8 @@ class ModelRunner:
                 p.state.last_token = None
                 continue
             p.state.last_token = out.token_ids[i] = ids[j]
+            if not p.state.prompt_len:  # not told: the prompt ends where sampling starts
+                p.state.prompt_len = p.end
             if lps is not None and p.state.sampling.logprobs:
                 out.logprobs[i] = lps[j]
             if top is not None:

@@ -39,6 +39,8 @@ class RowTable:
         self.device = device
         self.bank = bank
         self._rows: dict[int, RowState] = {}
+        # NOTE: live rows with penalties or min_new_tokens; at 0 a step skips all logit edits.
+        self.num_adjusted = 0
 
     def get(self, row: int) -> RowState | None:
         return self._rows.get(row)
@@ -55,12 +57,16 @@ class RowTable:
         state = RowState(sampling=params, seq_len=prefix_len, generator=gen, prompt_len=prompt_len)
         if params.uses_penalties and self.bank is not None:
             state.bank_slot = self.bank.acquire()
+        self.num_adjusted += _adjusts(params)
         self._rows[row] = state
         return state
 
     def release(self, row: int) -> None:
         state = self._rows.pop(row, None)
-        if state is not None and state.bank_slot is not None and self.bank is not None:
+        if state is None:
+            return
+        self.num_adjusted -= _adjusts(state.sampling)
+        if state.bank_slot is not None and self.bank is not None:
             self.bank.release(state.bank_slot)
 
     def clear(self) -> None:
@@ -69,3 +75,7 @@ class RowTable:
 
     def __len__(self) -> int:
         return len(self._rows)
+
+
+def _adjusts(params: SamplingParams) -> bool:
+    return params.uses_penalties or params.min_new_tokens > 0

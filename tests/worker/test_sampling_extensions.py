@@ -88,7 +88,8 @@ def test_penalized_greedy_matches_transformers_reference(runner_and_hf):
             seq.append(tok)
     assert ours == ref
     assert ours != plain  # the penalties did something on this prompt
-    assert not runner.num_live_rows and len(runner.penalties._free) == runner.penalties.capacity
+    assert not runner.num_live_rows and not runner.rows.num_adjusted
+    assert len(runner.penalties._free) == runner.penalties.capacity
 
 
 def test_penalties_over_a_cached_prefix_use_prefix_ids(runner_and_hf):
