@@ -2,8 +2,9 @@
 
 Sampling keywords (all optional, unset means the server's default): ``temperature``, ``top_p``,
 ``top_k``, ``seed``, ``max_tokens`` (alias ``max_new_tokens``), ``stop`` (str or list),
-``stop_token_ids``, ``ignore_eos``, ``skip_special_tokens``, ``logprobs``,
-``include_stop_str_in_output``.
+``stop_token_ids``, ``ignore_eos``, ``skip_special_tokens``, ``logprobs``, ``top_logprobs``,
+``include_stop_str_in_output``, ``min_tokens`` (alias ``min_new_tokens``), ``frequency_penalty``,
+``presence_penalty``, ``repetition_penalty``. ``n`` asks for several samples of one prompt.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ FINISH_REASONS = {
 }
 _SCALARS = (
     "temperature", "top_p", "top_k", "seed", "ignore_eos", "skip_special_tokens", "logprobs",
-    "include_stop_str_in_output",
+    "include_stop_str_in_output", "min_new_tokens", "frequency_penalty", "presence_penalty",
+    "repetition_penalty", "top_logprobs",
 )  # fmt: skip
 
 Message = Mapping[str, str]
@@ -40,6 +42,7 @@ class GenerateChunk:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int
+    index: int = 0  # which sample, when the request asked for n > 1
 
     @classmethod
     def from_pb(cls, pb: tokenizer_pb2.GenerateResponse) -> GenerateChunk:
@@ -52,6 +55,7 @@ class GenerateChunk:
             prompt_tokens=pb.usage.prompt_tokens,
             completion_tokens=pb.usage.completion_tokens,
             cached_tokens=pb.usage.cached_tokens,
+            index=pb.index,
         )
 
 
@@ -84,6 +88,8 @@ def sampling_pb(**sampling: Any) -> common_pb2.SamplingParams:
     sampling = {k: v for k, v in sampling.items() if v is not None}
     if "max_tokens" in sampling:
         sampling["max_new_tokens"] = sampling.pop("max_tokens")
+    if "min_tokens" in sampling:
+        sampling["min_new_tokens"] = sampling.pop("min_tokens")
     pb = common_pb2.SamplingParams()
     stop = sampling.pop("stop", [])
     pb.stop.extend([stop] if isinstance(stop, str) else stop)
@@ -104,6 +110,7 @@ def generate_request(
     messages: Iterable[Message] | None = None,
     token_ids: Sequence[int] | None = None,
     rid: str = "",
+    n: int | None = None,
     **sampling: Any,
 ) -> tokenizer_pb2.GenerateRequest:
     """A GenerateRequest from exactly one of ``prompt`` (text), ``messages`` or ``token_ids``."""
@@ -111,6 +118,8 @@ def generate_request(
     if sum(given) != 1:
         raise ValueError("pass exactly one of prompt, messages or token_ids")
     req = tokenizer_pb2.GenerateRequest(rid=rid, sampling=sampling_pb(**sampling))
+    if n is not None:
+        req.n = n
     if prompt is not None:
         req.text = prompt
     elif messages is not None:

@@ -83,3 +83,28 @@ def test_sdk_rejects_bad_arguments(stack: Stack) -> None:
             client.complete("x", frequency=1)
         with pytest.raises(ValueError, match="exactly one"):
             client.complete("x", messages=[])
+
+
+def test_sdk_samples_and_sampling_extensions(stack: Stack) -> None:
+    with RadixClient(stack.tokenizer_address) as rc:
+        chunks = list(
+            rc.generate(
+                "Pick a colour:",
+                n=2,
+                seed=3,
+                temperature=1.0,
+                max_tokens=6,
+                min_tokens=6,
+                frequency_penalty=0.5,
+                logprobs=True,
+                top_logprobs=2,
+            )
+        )
+    by_index: dict[int, list] = {}
+    for chunk in chunks:
+        by_index.setdefault(chunk.index, []).append(chunk)
+    assert sorted(by_index) == [0, 1]
+    for parts in by_index.values():
+        assert sum(len(c.token_ids) for c in parts) == 6
+        assert parts[-1].finish_reason == "length"
+        assert len([lp for c in parts for lp in c.logprobs]) == 6
