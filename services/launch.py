@@ -2,7 +2,8 @@
 
 Each service runs in its own process with its peers' addresses as flags, exactly as it would run
 alone. Ctrl-C (SIGINT) or SIGTERM stops all three; if one dies, the others are stopped too.
-Extra flags after ``--`` go to the worker (e.g. ``-- --load-format dummy``).
+``--model``/``--load-format`` go to the worker and the tokenizer; extra flags after ``--`` go to
+the worker alone (e.g. ``-- --num-slots 4096``).
 """
 
 from __future__ import annotations
@@ -53,10 +54,14 @@ def _stop(procs: dict[str, subprocess.Popen]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.launch", description=__doc__)
     parser.add_argument("--model", default=os.environ.get("RADIXSERVE_MODEL", ""))
+    parser.add_argument(
+        "--load-format", default=os.environ.get("RADIXSERVE_LOAD_FORMAT", "auto"),
+        help="auto, gguf, hf or dummy (random weights of the config at --model)",
+    )  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1", help="where the front door listens")
     parser.add_argument("worker_args", nargs="*", help="extra worker flags (after --)")
     ns = parser.parse_args(argv)
-    model = ["--model", ns.model] if ns.model else []
+    model = (["--model", ns.model] if ns.model else []) + ["--load-format", ns.load_format]
     procs: dict[str, subprocess.Popen] = {}
     stopping = False
 
