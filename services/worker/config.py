@@ -29,3 +29,6 @@ class WorkerConfig:
         default=False,
         metadata={"help": "run steps on a worker thread instead of the event loop thread"},
     )
+    cuda_graph_max_bs: int = field(
+        default=256, metadata={"help": "decode CUDA graphs up to this batch size; 0 disables"}
+    )

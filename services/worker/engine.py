@@ -13,9 +13,10 @@ import time
 import torch
 
 from services.common.model_source import resolve_model
-from services.common.types import ModelInfo, StepInput, StepOutput, TopLogprobs
+from services.common.types import ForwardMode, ModelInfo, StepInput, StepOutput, TopLogprobs
 from services.worker.attention import AttentionBackend
 from services.worker.batch import Limits, ReqPlan, build_tensors, plan_step
+from services.worker.cuda_graph import DecodeGraphs
 from services.worker.forward_context import ForwardContext
 from services.worker.kv_pool import KVPool, ReqToTokenTable
 from services.worker.layers import ops
@@ -54,7 +55,8 @@ class ModelRunner:
         self.kv_pool = KVPool(
             c.num_layers, num_slots, c.num_kv_heads, c.head_dim, self.dtype, self.device
         )
-        self.req_to_token = ReqToTokenTable(cfg.max_rows, self.max_context_len, self.device)
+        # NOTE: one extra, all-zero row: the padding row of CUDA-graph decode batches.
+        self.req_to_token = ReqToTokenTable(cfg.max_rows + 1, self.max_context_len, self.device)
         backend_cls = pick_backend(cfg.attention_backend, self.device)
         self.attn_backend: AttentionBackend = backend_cls(self.kv_pool, c.num_heads, c.head_dim)
         if backend_cls.name == "triton" and "RADIXSERVE_OPS" not in os.environ:
@@ -63,6 +65,7 @@ class ModelRunner:
         self.rows = RowTable(cfg.max_rows, self.device, self.penalties)
         self.sampler = Sampler(self.device, cfg.seed)
         self.limits = Limits(cfg.max_rows, num_slots, self.max_context_len, c.vocab_size)
+        self.graphs = self._capture_graphs()
         self.info = self._info()
         logger.info("model runner ready: %s", self.info)
 
@@ -104,15 +107,34 @@ class ModelRunner:
             self._record_inputs(plans)
         t = build_tensors(plans, self.device)
         self.req_to_token.write(t.write_rows, t.write_cols, t.write_slots)
-        ctx = self._context(batch, t)
-        self.attn_backend.prepare(ctx)
-        logits = self.model(t.input_ids, t.positions, ctx)
+        if self._graph_step(batch, plans):
+            logits = self.graphs.run(t, len(plans))
+        else:
+            ctx = self._context(batch, t)
+            self.attn_backend.prepare(ctx)
+            logits = self.model(t.input_ids, t.positions, ctx)
         out = self._sample(plans, logits)
         for rid in batch.release_rows:
             self.rows.release(rid)
         out.step_id = batch.step_id
         out.forward_seconds = time.perf_counter() - start
         return out
+
+    def _capture_graphs(self) -> DecodeGraphs | None:
+        max_bs = min(self.cfg.cuda_graph_max_bs, self.cfg.max_rows)
+        if self.device.type != "cuda" or self.attn_backend.name != "triton" or max_bs < 1:
+            return None
+        graphs = DecodeGraphs(self, max_bs)
+        graphs.capture_all()
+        return graphs
+
+    def _graph_step(self, batch: StepInput, plans: list[ReqPlan]) -> bool:
+        return (
+            self.graphs is not None
+            and batch.mode == ForwardMode.DECODE
+            and self.graphs.can_run(len(plans))
+            and all(p.req.sample for p in plans)
+        )
 
     def _context(self, batch: StepInput, t) -> ForwardContext:
         return ForwardContext(

@@ -40,6 +40,7 @@ class RunnerConfig:
     max_context_len: int | None = None
     seed: int = 0
     mem_fraction_static: float = 0.85
+    cuda_graph_max_bs: int = 256  # decode CUDA graphs up to this batch (CUDA + Triton); 0: off
 
 
 def resolve_device_dtype(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:

@@ -109,6 +109,7 @@ def build_runner(cfg: WorkerConfig) -> object:
             max_rows=cfg.max_rows,
             max_context_len=cfg.max_context_len or None,
             seed=cfg.seed,
+            cuda_graph_max_bs=cfg.cuda_graph_max_bs,
         )
     )
 

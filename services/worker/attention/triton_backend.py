@@ -62,6 +62,14 @@ class TritonAttentionBackend(AttentionBackend):
         )
         ctx.attn_metadata = _Meta(decode, indptr, indices, ctx.max_extend_len)
 
+    def prepare_decode(self, ctx: ForwardContext, kv_indices: torch.Tensor) -> None:
+        """Decode metadata into static buffers (``ctx.kv_indptr`` is already filled): no host
+        values, no allocation, so it can run inside a CUDA graph."""
+        indptr, indices = self._k.build_kv_indices(
+            ctx.req_to_token, ctx.req_rows, ctx.seq_lens, ctx.kv_indptr, kv_indices
+        )
+        ctx.attn_metadata = _Meta(True, indptr, indices, 1)
+
     def forward(
         self,
         q: torch.Tensor,
