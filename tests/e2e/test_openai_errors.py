@@ -6,10 +6,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import grpc
 import httpx
 import openai
 import pytest
 
+from radixserve.v1 import tokenizer_pb2, tokenizer_pb2_grpc
 from tests.e2e.conftest import wait_for
 from tests.stack import Stack
 
@@ -85,6 +87,28 @@ def test_malformed_json(stack: Stack) -> None:
         assert "JSON" in resp.json()["error"]["message"]
     resp = httpx.get(f"{stack.http_url}/v1/nothing-here")
     assert resp.status_code == 404 and "error" in resp.json()
+
+
+def test_invalid_utf8_and_oversized_requests(stack: Stack) -> None:
+    # A body that is not UTF-8 is malformed JSON: 400, not a crash.
+    resp = httpx.post(
+        f"{stack.http_url}/v1/completions",
+        content=b'{"prompt": "caf\xe9 \xff\xfe", "max_tokens": 1}',
+        headers={"content-type": "application/json"},
+    )
+    assert resp.status_code == 400, resp.text
+    # Token ids whose bytes are not valid UTF-8 on their own (single bytes of a multi-byte
+    # character) are a fine prompt; the output never carries half a character.
+    with grpc.insecure_channel(stack.tokenizer_address) as channel:
+        stub = tokenizer_pb2_grpc.TokenizerServiceStub(channel)
+        byte_ids = stub.Tokenize(tokenizer_pb2.TokenizeRequest(text="é"), timeout=5).ids
+        text = stub.Detokenize(tokenizer_pb2.DetokenizeRequest(ids=byte_ids[:1]), timeout=5).text
+        assert isinstance(text, str)
+    resp = post(stack, "/v1/completions", {"prompt": [226, 128], "max_tokens": 2})
+    assert resp.status_code == 200
+    # An oversized prompt (far past the context) is a 400 naming the prompt.
+    resp = post(stack, "/v1/completions", {"prompt": "word " * 60000, "max_tokens": 1})
+    assert resp.status_code == 400 and "prompt" in resp.json()["error"]["message"]
 
 
 def test_still_serving_after_errors(stack: Stack, idle: Callable[[], bool]) -> None:
