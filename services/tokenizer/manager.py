@@ -193,7 +193,10 @@ class RequestManager:
         finish = out.finish_reason
         if finish is not None:
             text += state.detok.flush()
-        text, matched = state.stop.feed(text)
+        if out.completion_tokens <= state.req.sampling.min_new_tokens and finish is None:
+            matched = False  # NOTE: like stop tokens, stop strings wait for min_tokens (vLLM too)
+        else:
+            text, matched = state.stop.feed(text)
         if matched and finish is None:
             finish = "stop"
             self.upstream.abort([out.rid])  # the scheduler stops; its later outputs are dropped

@@ -145,3 +145,16 @@ def test_chat_prompt_uses_the_template(builder, tokenizer):
     assert text.startswith("<|im_start|>system") and text.endswith("<|im_start|>assistant\n")
     with pytest.raises(InvalidArgument, match="role"):
         builder.ids_from_chat([{"role": "wizard", "content": "Hi"}])
+
+
+def test_stop_strings_wait_for_min_tokens(tokenizer, builder):
+    ids = tokenizer.encode("Yes. Yes. Yes. Done", add_special_tokens=False)
+    up = FakeUpstream()
+    manager = RequestManager(tokenizer, up)
+    sp = SamplingParams(max_new_tokens=40, min_new_tokens=4)
+    req = builder.build(tokenizer.encode("Hi"), sp, stop=["Yes"], rid="m1")
+    steps = [[SchedOutput("m1", [t], completion_tokens=i + 1)] for i, t in enumerate(ids)]
+    text = "".join(c.text for c in run_with_outputs(manager, req, steps))
+    first_four = tokenizer.decode(ids[:4])
+    assert text.startswith(first_four) and text.count("Yes") >= 2  # matched only after 4 tokens
+    assert "m1" in up.aborted
