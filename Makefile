@@ -15,7 +15,8 @@ GEN_STAMP := radixserve/v1/.generated
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: all setup protos lint format test test-gpu run bench bench-kernels bench-scheduler clean
+.PHONY: all setup protos lint format test test-gpu run bench bench-kernels bench-scheduler \
+	bench-engine bench-serving clean
 
 all: setup
 
@@ -68,6 +69,14 @@ bench-kernels: setup
 
 bench-scheduler: setup
 	$(PY) bench/bench_scheduler.py
+
+# GPU: Llama-3-8B shapes with dummy weights (bench/configs/llama-3-8b.json).
+bench-engine: setup
+	$(PY) bench/bench_engine.py --workload shared-prefix
+	$(PY) bench/bench_engine.py --workload offline --num-requests 256 --input-len 256 --output-len 256
+
+bench-serving: setup
+	$(PY) bench/bench_serving.py
 
 clean:
 	rm -rf radixserve $(TOOLS) .pytest_cache .ruff_cache
