@@ -14,13 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from radixserve.v1 import common_pb2, tokenizer_pb2
+from services.common.pbconv import finish_reason_from_pb
 
-FINISH_REASONS = {
-    common_pb2.FINISH_REASON_STOP: "stop",
-    common_pb2.FINISH_REASON_LENGTH: "length",
-    common_pb2.FINISH_REASON_ABORT: "abort",
-    common_pb2.FINISH_REASON_ERROR: "error",
-}
 _SCALARS = (
     "temperature", "top_p", "top_k", "seed", "ignore_eos", "skip_special_tokens", "logprobs",
     "include_stop_str_in_output", "min_new_tokens", "frequency_penalty", "presence_penalty",
@@ -51,7 +46,7 @@ class GenerateChunk:
             text=pb.text,
             token_ids=list(pb.token_ids),
             logprobs=list(pb.logprobs),
-            finish_reason=FINISH_REASONS.get(pb.finish_reason),
+            finish_reason=finish_reason_from_pb(pb.finish_reason),
             prompt_tokens=pb.usage.prompt_tokens,
             completion_tokens=pb.usage.completion_tokens,
             cached_tokens=pb.usage.cached_tokens,

@@ -190,3 +190,15 @@ def output_from_pb(pb: worker_pb2.ForwardResponse) -> StepOutput:
         top_logprobs=top,
         forward_seconds=pb.forward_seconds,
     )
+
+
+def finish_reason_to_pb(reason: str | None) -> int:
+    """``"stop"``/``"length"``/``"abort"``/``"error"`` (or None) -> ``FinishReason`` value."""
+    return common_pb2.FinishReason.Value(f"FINISH_REASON_{reason.upper()}") if reason else 0
+
+
+def finish_reason_from_pb(value: int) -> str | None:
+    """``FinishReason`` value -> ``"stop"``/``"length"``/``"abort"``/``"error"``, None if unset."""
+    if not value:
+        return None
+    return common_pb2.FinishReason.Name(value).removeprefix("FINISH_REASON_").lower()

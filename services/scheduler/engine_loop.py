@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from radixserve.v1 import common_pb2, scheduler_pb2
+from radixserve.v1 import scheduler_pb2
 from services.common import pbconv
 from services.common.types import StepInput
 from services.scheduler.clients import WorkerClient
@@ -26,11 +26,6 @@ from services.scheduler.request import Request, TokenEvent
 logger = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 2
-_FINISH = {
-    "stop": common_pb2.FINISH_REASON_STOP,
-    "length": common_pb2.FINISH_REASON_LENGTH,
-    "abort": common_pb2.FINISH_REASON_ABORT,
-}
 
 
 @dataclass
@@ -196,7 +191,7 @@ def _event_output(rid: str, ev: TokenEvent) -> scheduler_pb2.RequestOutput:
     )
     fr = ev.finish_reason
     if fr is not None:
-        out.finish_reason = _FINISH[fr.kind.value]
+        out.finish_reason = pbconv.finish_reason_to_pb(fr.kind.value)
         if fr.matched_token is not None:
             out.matched_stop_token = fr.matched_token
         out.error = fr.message if fr.kind.value != "stop" and fr.message != "aborted" else ""
@@ -210,5 +205,8 @@ def _event_output(rid: str, ev: TokenEvent) -> scheduler_pb2.RequestOutput:
 
 def _error_output(rid: str, message: str) -> scheduler_pb2.RequestOutput:
     return scheduler_pb2.RequestOutput(
-        rid=rid, finish_reason=common_pb2.FINISH_REASON_ERROR, matched_stop_token=-1, error=message
+        rid=rid,
+        finish_reason=pbconv.finish_reason_to_pb("error"),
+        matched_stop_token=-1,
+        error=message,
     )

@@ -8,7 +8,7 @@ from typing import Protocol
 
 import grpc
 
-from radixserve.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
+from radixserve.v1 import scheduler_pb2, scheduler_pb2_grpc
 from services.common import pbconv
 from services.common.grpc_util import require_address, wait_until_ready
 from services.common.server import GRPC_OPTIONS
@@ -18,13 +18,6 @@ from services.tokenizer.prompts import GenerateInput
 
 logger = logging.getLogger(__name__)
 
-_FINISH = {
-    common_pb2.FINISH_REASON_STOP: "stop",
-    common_pb2.FINISH_REASON_LENGTH: "length",
-    common_pb2.FINISH_REASON_ABORT: "abort",
-    common_pb2.FINISH_REASON_ERROR: "error",
-}
-
 
 def _output_from_pb(pb: scheduler_pb2.RequestOutput) -> SchedOutput:
     return SchedOutput(
@@ -32,7 +25,7 @@ def _output_from_pb(pb: scheduler_pb2.RequestOutput) -> SchedOutput:
         token_ids=list(pb.token_ids),
         logprobs=list(pb.logprobs) or None,
         top_logprobs=[pbconv.top_logprobs_from_pb(t) for t in pb.top_logprobs] or None,
-        finish_reason=_FINISH.get(pb.finish_reason),
+        finish_reason=pbconv.finish_reason_from_pb(pb.finish_reason),
         matched_stop_token=pb.matched_stop_token if pb.matched_stop_token >= 0 else None,
         prompt_tokens=pb.usage.prompt_tokens,
         completion_tokens=pb.usage.completion_tokens,

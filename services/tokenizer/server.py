@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from radixserve.v1 import common_pb2, tokenizer_pb2, tokenizer_pb2_grpc
+from radixserve.v1 import tokenizer_pb2, tokenizer_pb2_grpc
 from services.common import pbconv
 from services.common.errors import InvalidArgument
 from services.common.grpc_util import abort_with
@@ -27,12 +27,6 @@ from services.tokenizer.tokenization import load_tokenizer
 
 logger = logging.getLogger(__name__)
 SERVICE = tokenizer_pb2.DESCRIPTOR.services_by_name["TokenizerService"].full_name
-_FINISH = {
-    "stop": common_pb2.FINISH_REASON_STOP,
-    "length": common_pb2.FINISH_REASON_LENGTH,
-    "abort": common_pb2.FINISH_REASON_ABORT,
-    "error": common_pb2.FINISH_REASON_ERROR,
-}
 
 
 class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
@@ -125,7 +119,7 @@ def _response(rid: str, chunk: Chunk) -> tokenizer_pb2.GenerateResponse:
         text=chunk.text,
         token_ids=chunk.token_ids,
         logprobs=chunk.logprobs,
-        finish_reason=_FINISH.get(chunk.finish_reason or "", 0),
+        finish_reason=pbconv.finish_reason_to_pb(chunk.finish_reason),
         index=chunk.index,
     )
     resp.usage.prompt_tokens = chunk.prompt_tokens
