@@ -23,7 +23,9 @@ def run_workload(cfg, info, n, seed, eos_every=40, overlap=True):
         prompt = system[: rng.randrange(0, 40)] + [
             rng.randrange(1, 100) for _ in range(rng.randrange(1, 50))
         ]
-        max_new = rng.randrange(1, 80)
+        # NOTE: every request must fit the pool alone (one that cannot is aborted by design,
+        # see test_oom_lone_request_aborts_with_event), else "no abort" below cannot hold.
+        max_new = min(rng.randrange(1, 80), info.num_slots - 1 - len(prompt) - info.page_size)
         reqs[str(i)] = (prompt, max_new)
         sched.add_request(make_req(str(i), prompt, max_new=max_new, priority=rng.randrange(3)))
     events = drive(sched, FakeWorker(info, eos_every=eos_every), overlap=overlap)
