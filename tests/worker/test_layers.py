@@ -10,6 +10,7 @@ from transformers import LlamaConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
+from kernels.rotary_embedding import rope_inv_freq
 from services.common.model_source import ModelSource
 from services.common.types import SamplingParams
 from services.worker.attention import get_backend_class
@@ -18,9 +19,9 @@ from services.worker.layers import (
     MergedColumnParallelLinear,
     QKVParallelLinear,
     RowParallelLinear,
-    ops,
 )
-from services.worker.layers.rotary import RotaryEmbedding, rope_inv_freq
+from services.worker.layers.ops import get_ops
+from services.worker.layers.rotary import RotaryEmbedding
 from services.worker.loader import dummy, load_model
 from services.worker.model_config import ModelConfig
 from services.worker.models import get_model_class
@@ -33,16 +34,18 @@ def test_llama3_inv_freq_matches_transformers():
     params = {**LLAMA3_SCALING, "rope_theta": 500000.0}
     cfg = LlamaConfig(hidden_size=2048, num_attention_heads=16, rope_parameters=params)
     ref, _ = ROPE_INIT_FUNCTIONS["llama3"](cfg, "cpu")
-    ours = rope_inv_freq(128, 500000.0, LLAMA3_SCALING)
+    ours = rope_inv_freq(128, 500000.0, LLAMA3_SCALING).float()
     torch.testing.assert_close(ours, ref.float())
-    assert not torch.allclose(ours, rope_inv_freq(128, 500000.0, None))
+    assert not torch.allclose(ours, rope_inv_freq(128, 500000.0, None).float())
+    linear = rope_inv_freq(128, 500000.0, {"rope_type": "linear", "factor": 4.0})
+    torch.testing.assert_close(linear * 4.0, rope_inv_freq(128, 500000.0, None))
 
 
 def test_rotary_matches_hf_rotate_half():
     torch.manual_seed(0)
     rope = RotaryEmbedding(head_dim=32, max_position=64, base=10000.0)
     q, k, pos = torch.randn(5, 4, 32), torch.randn(5, 2, 32), torch.tensor([0, 3, 7, 63, 1])
-    ours_q, ours_k = rope(pos, q, k)
+    ours_q, ours_k = rope(pos, q.clone(), k.clone())  # rotated in place
     cos, sin = rope.cos_sin_cache[pos].chunk(2, dim=-1)
     cos, sin = torch.cat((cos, cos), -1), torch.cat((sin, sin), -1)
     ref_q, ref_k = apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1)
@@ -119,7 +122,7 @@ def test_registries_list_known_names():
         get_backend_class("flash")
     assert pick_backend("torch", torch.device("cpu")).name == "torch"
     with pytest.raises(ValueError, match="known: torch, triton"):
-        ops.select("cuda")
+        get_ops("cuda")
 
 
 def test_model_config_reads_both_rope_styles():

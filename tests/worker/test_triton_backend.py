@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from services.worker.engine import ModelRunner, RunnerConfig
-from services.worker.layers import ops
-from services.worker.runner_config import pick_backend
+from services.worker.runner_config import pick_backend, pick_ops
 from tests.worker.helpers import Driver
 
 pytest.importorskip("triton")
@@ -31,21 +30,22 @@ def triton_runner(tiny_models):
     runner = ModelRunner(
         RunnerConfig(model=path, num_slots=512, max_rows=4, attention_backend="triton")
     )
-    yield runner
-    ops.select("torch")
+    return runner
 
 
 def test_triton_matches_torch(tiny_models, triton_runner):
     path, _ = tiny_models["llama3_rope"]
     torch_runner = ModelRunner(RunnerConfig(model=path, num_slots=512, max_rows=4))
-    assert triton_runner.attn_backend.name == "triton" and ops.current == "triton"
+    # Two models in one process, each with its own ops (chosen per model, not process-wide).
+    assert triton_runner.attn_backend.name == "triton" and triton_runner.ops.name == "triton"
+    assert torch_runner.attn_backend.name == "torch" and torch_runner.ops.name == "torch"
+    assert triton_runner.model.model.norm.ops.name == "triton"
+    assert torch_runner.model.model.norm.ops.name == "torch"
     # Chunked prefill exercises extend attention over a cached prefix; then decode steps.
     got, slots = Driver(triton_runner).generate(PROMPTS, 6, chunk=4)
-    ops.select("torch")
     expected, _ = Driver(torch_runner).generate(PROMPTS, 6, chunk=4)
     assert got == expected
-    # Prefix reuse through the Triton path.
-    ops.select("triton")
+    # Prefix reuse through the Triton path, after the torch model ran in between.
     shared = slots[0][:8]
     got, _ = Driver(triton_runner, 300).generate([PROMPTS[0]], 4, prefixes=[shared])
     assert got[0] == expected[0][:4]
@@ -54,3 +54,5 @@ def test_triton_matches_torch(tiny_models, triton_runner):
 def test_triton_unavailable_on_plain_cpu(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     assert pick_backend("triton", torch.device("cpu")).name == "torch"
+    assert pick_ops("triton", "torch", torch.device("cpu")) == "torch"
+    assert pick_ops(None, "triton", torch.device("cpu")) == "torch"
