@@ -14,9 +14,8 @@ logger = logging.getLogger(__name__)
 class WorkerConfig(RunnerConfig):
     """The model worker: owns the weights, the KV pool and the forward.
 
-    It embeds :class:`RunnerConfig` (every model-runner setting is a field here too, declared
-    once there) and adds the serving settings; both are checked when it is constructed, so a bad
-    value stops the worker before it opens a port or loads a model.
+    Every model-runner setting (declared once, in RunnerConfig) plus the serving settings, all
+    checked at start-up: a bad value stops the worker before it opens a port or loads a model.
     """
 
     host: str = field(default="0.0.0.0", metadata={"help": "address to bind"})

@@ -77,6 +77,12 @@ class DecodeGraphs:
 
     def run(self, ctx: ForwardContext) -> torch.Tensor:
         """Logits ``[B, vocab]`` of the decode step ``ctx`` (from ``batch.build_tensors``)."""
+        graph, logits = self.graphs[self._stage(ctx)]
+        graph.replay()
+        return logits[: ctx.batch_size]
+
+    def _stage(self, ctx: ForwardContext) -> int:
+        """Copies ``ctx``'s inputs into the static buffers, padded; returns the graph's size."""
         bs_real = ctx.batch_size
         bs = next(s for s in self.sizes if s >= bs_real)
         self.input_ids[:bs_real].copy_(ctx.input_ids)
@@ -90,9 +96,7 @@ class DecodeGraphs:
             self.out_cache_loc[bs_real:bs].zero_()
             self.req_rows[bs_real:bs].fill_(self.pad_row)
             self.seq_lens[bs_real:bs].fill_(1)
-        graph, logits = self.graphs[bs]
-        graph.replay()
-        return logits[:bs_real]
+        return bs
 
     def _context(self, bs: int) -> ForwardContext:
         return ForwardContext(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -97,7 +98,7 @@ class RunnerConfig:
         return [p for p in out if p]
 
 
-def _choice(name: str, value: str | None, known) -> str:  # noqa: ANN001
+def _choice(name: str, value: str | None, known: Sequence[str]) -> str:
     if value is None or value in known:
         return ""
     return f"unknown {name} {value!r}; known: {', '.join(known)}"

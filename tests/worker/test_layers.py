@@ -14,6 +14,7 @@ from kernels.rotary_embedding import rope_inv_freq
 from services.common.model_source import ModelSource
 from services.common.types import SamplingParams
 from services.worker.attention import get_backend_class
+from services.worker.cuda_graph import DecodeGraphs
 from services.worker.layers import (
     ColumnParallelLinear,
     MergedColumnParallelLinear,
@@ -146,3 +147,15 @@ def test_dummy_loader(tmp_path):
     assert float(model.model.norm.weight.mean()) == 1.0
     assert 0 < float(model.model.layers[0].mlp.down_proj.weight.abs().max()) <= 0.02
     assert dummy.read_config("") == dummy.EMBEDDED_SHAPES
+
+
+def test_cuda_graph_hooks_are_part_of_every_backend(tiny_runner):
+    """The torch backend implements the graph hooks by refusing them, with a clear error."""
+    backend = tiny_runner.attn_backend
+    assert backend.name == "torch" and not backend.supports_cuda_graphs
+    with pytest.raises(NotImplementedError, match="cannot run in a CUDA graph"):
+        backend.init_cuda_graph_state(4, 64)
+    with pytest.raises(ValueError, match="torch attention backend does not support CUDA graphs"):
+        DecodeGraphs(tiny_runner.model, backend, tiny_runner.kv_pool, tiny_runner.req_to_token, 4)
+    for cls in (get_backend_class("torch"), get_backend_class("triton")):
+        assert not cls.__abstractmethods__

@@ -7,6 +7,7 @@ import importlib
 import pytest
 import torch
 
+from services.worker.cuda_graph import DecodeGraphs
 from services.worker.engine import ModelRunner, RunnerConfig
 from services.worker.runner_config import pick_backend, pick_ops
 from tests.worker.helpers import Driver
@@ -49,6 +50,33 @@ def test_triton_matches_torch(tiny_models, triton_runner):
     shared = slots[0][:8]
     got, _ = Driver(triton_runner, 300).generate([PROMPTS[0]], 4, prefixes=[shared])
     assert got[0] == expected[0][:4]
+
+
+class _EagerGraphs(DecodeGraphs):
+    """Runs what a decode graph records (static buffers, padding, the backend's
+    ``prepare_captured_decode``) without capturing it, so the graph path is checked on CPU."""
+
+    def capture_all(self) -> None:
+        raise AssertionError("CPU: nothing to capture")
+
+    def run(self, ctx):
+        return self._forward(self._context(self._stage(ctx)))[: ctx.batch_size]
+
+
+def test_decode_graph_body_matches_torch(tiny_models, triton_runner):
+    r = triton_runner
+    r.graphs = _EagerGraphs(r.model, r.attn_backend, r.kv_pool, r.req_to_token, 4)
+    assert r.graphs.sizes == [1, 2, 4] and r.graphs.pad_row == 4
+    path, _ = tiny_models["llama3_rope"]
+    expected, _ = Driver(ModelRunner(RunnerConfig(model=path, num_slots=512, max_rows=4))).generate(
+        PROMPTS, 4
+    )
+    staged = []
+    stage = r.graphs._stage
+    r.graphs._stage = lambda ctx: staged.append(stage(ctx)) or staged[-1]
+    got, _ = Driver(r).generate(PROMPTS, 4)  # three rows: every decode step pads to four
+    assert got == expected
+    assert staged == [4, 4, 4, 1]  # the last step decodes one row while releasing all
 
 
 def test_triton_unavailable_on_plain_cpu(monkeypatch):

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from services.worker.attention.base import AttentionBackend
 from services.worker.forward_context import ForwardContext
+from services.worker.kv_pool import KVPool
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def _split(seq_lens: list[int]) -> list[tuple[int, int]]:
 class TorchAttentionBackend(AttentionBackend):
     name = "torch"
 
-    def __init__(self, kv_pool, num_heads: int, head_dim: int) -> None:  # noqa: ANN001
+    def __init__(self, kv_pool: KVPool, num_heads: int, head_dim: int) -> None:
         super().__init__(kv_pool, num_heads, head_dim)
         from kernels.store_kv import store_kv_ref  # the reference KV store (see layers.ops)
 

@@ -43,13 +43,27 @@ class Ops:
     ]
 
 
-def _adapt(name: str, rms_norm, fused_add_rms_norm, silu_and_mul, rotary_embedding) -> Ops:  # noqa: ANN001
+def _adapt(
+    name: str,
+    rms_norm: Callable[..., torch.Tensor],
+    fused_add_rms_norm: Callable[..., torch.Tensor],
+    silu_and_mul: Callable[..., torch.Tensor],
+    rotary_embedding: Callable[..., None],
+) -> Ops:
     """Wraps kernel-style functions (in place, returning None or only ``out``) as :class:`Ops`."""
 
-    def fused(x, residual, w, eps):  # noqa: ANN001, ANN202
+    def fused(
+        x: torch.Tensor, residual: torch.Tensor, w: torch.Tensor, eps: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return fused_add_rms_norm(x, residual, w, eps), residual
 
-    def rope(positions, q, k, cos_sin_cache, is_neox):  # noqa: ANN001, ANN202
+    def rope(
+        positions: torch.Tensor,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        cos_sin_cache: torch.Tensor,
+        is_neox: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         rotary_embedding(positions, q, k, cos_sin_cache, is_neox)
         return q, k
 
