@@ -26,6 +26,7 @@ from services.worker.layers.rotary import RotaryEmbedding
 from services.worker.loader import dummy, load_model
 from services.worker.model_config import ModelConfig
 from services.worker.models import get_model_class
+from services.worker.rows import RowTable
 from services.worker.runner_config import pick_backend
 from services.worker.sampling import Sampler
 from tests.worker.conftest import LLAMA3_SCALING
@@ -105,15 +106,26 @@ def test_sampler():
         assert lps[0] == pytest.approx(torch.log_softmax(logits[0], -1)[1].item())
 
 
-def test_seeded_generator_is_deterministic():
+def test_seeded_rows_draw_from_their_seed():
+    """A row's generator comes from its ``SamplingParams.seed``: the same seed draws the same
+    tokens whatever the shared generator did meanwhile, another seed draws others."""
     sampler = Sampler(torch.device("cpu"), seed=0)
-    logits = torch.randn(1, 1000)
-    draws = []
-    for _ in range(2):
-        gen = torch.Generator().manual_seed(7)
-        params = [SamplingParams(temperature=1.0, seed=7)]
-        draws.append([sampler.sample(logits, params, [gen])[0].item() for _ in range(10)])
-    assert draws[0] == draws[1] and len(set(draws[0])) > 1
+    rows = RowTable(2, torch.device("cpu"))
+    logits = torch.randn(1, 1000, generator=torch.Generator().manual_seed(0))
+    unseeded = SamplingParams(temperature=1.0)
+    assert rows.start(1, unseeded, 0).generator is None
+
+    def draws(seed: int | None) -> list[int]:
+        state = rows.start(0, SamplingParams(temperature=1.0, seed=seed), 0)
+        sampler.sample(logits, [unseeded], [None])  # moves the shared generator on
+        return [
+            sampler.sample(logits, [state.sampling], [state.generator])[0].item() for _ in range(10)
+        ]
+
+    first = draws(7)
+    assert draws(7) == first and len(set(first)) > 1
+    assert draws(8) != first
+    assert draws(None) != draws(None)  # unseeded rows share the sampler's moving generator
 
 
 def test_registries_list_known_names():
