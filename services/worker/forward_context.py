@@ -67,9 +67,3 @@ class ForwardContext:
     @property
     def max_extend_len(self) -> int:
         return max(self.extend_lens_cpu)
-
-    def kv_indices(self) -> torch.Tensor:
-        """Flattened KV slots of every request (``kv_indptr`` delimits them), built on device."""
-        table = self.req_to_token[self.req_rows, : self.max_seq_len]
-        cols = torch.arange(table.shape[1], device=table.device)
-        return table[cols[None, :] < self.seq_lens[:, None]]
