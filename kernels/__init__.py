@@ -9,7 +9,8 @@ device; fp16/bf16/fp32 data, int32/int64 indices):
     rotary_embedding(positions, q, k, cos_sin_cache, is_neox=True, head_dim=None) -> None
         # in place; q [T, Hq, D] or [T, Hq*D] (then pass head_dim), k likewise
     build_cos_sin_cache(rotary_dim, max_position, base, rope_scaling=None, dtype, device)
-        # [max_position, rotary_dim]: cos | sin; rope_scaling may be Llama-3's dict
+        # [max_position, rotary_dim]: cos | sin; rope_scaling: HF's dict (linear, llama3)
+    rope_inv_freq(rotary_dim, base, rope_scaling=None) -> [rotary_dim / 2] float64
     silu_and_mul(x, out=None) -> out                                    # [T, 2I] -> [T, I]
     store_kv(k_buffer, v_buffer, slots, k, v) -> None                   # pool[slots] = k, v
     build_kv_indices(req_to_token, req_rows, seq_lens, kv_indptr=None, kv_indices=None)
@@ -31,7 +32,12 @@ from kernels.extend_attention import extend_attention, extend_attention_ref
 from kernels.fused_add_rms_norm import fused_add_rms_norm, fused_add_rms_norm_ref
 from kernels.kv_indices import build_kv_indices, build_kv_indices_ref
 from kernels.rms_norm import rms_norm, rms_norm_ref
-from kernels.rotary_embedding import build_cos_sin_cache, rotary_embedding, rotary_embedding_ref
+from kernels.rotary_embedding import (
+    build_cos_sin_cache,
+    rope_inv_freq,
+    rotary_embedding,
+    rotary_embedding_ref,
+)
 from kernels.silu_and_mul import silu_and_mul, silu_and_mul_ref
 from kernels.store_kv import store_kv, store_kv_ref
 
@@ -47,6 +53,7 @@ __all__ = [
     "fused_add_rms_norm_ref",
     "rms_norm",
     "rms_norm_ref",
+    "rope_inv_freq",
     "rotary_embedding",
     "rotary_embedding_ref",
     "silu_and_mul",

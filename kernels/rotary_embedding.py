@@ -223,6 +223,31 @@ def llama3_inv_freq(
     return torch.where(is_mid, mid, out)
 
 
+def rope_inv_freq(rotary_dim: int, base: float, rope_scaling: dict | None = None) -> torch.Tensor:
+    """Inverse frequencies ``[R/2]`` (float64) for a Hugging Face ``rope_scaling`` dict.
+
+    None or ``{"rope_type": "default"}``: plain RoPE; ``"linear"``: every frequency / ``factor``;
+    ``"llama3"`` (``factor``, ``low_freq_factor``, ``high_freq_factor``,
+    ``original_max_position_embeddings``): Llama-3.1 scaling. Older configs say ``"type"``.
+    """
+    inv_freq = 1.0 / (base ** (torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim))
+    scaling = rope_scaling or {}
+    kind = scaling.get("rope_type", scaling.get("type", "default"))
+    if kind == "llama3":
+        return llama3_inv_freq(
+            inv_freq,
+            float(scaling["factor"]),
+            float(scaling["low_freq_factor"]),
+            float(scaling["high_freq_factor"]),
+            int(scaling["original_max_position_embeddings"]),
+        )
+    if kind == "linear":
+        return inv_freq / float(scaling["factor"])
+    if kind != "default":
+        raise ValueError(f"unsupported rope_scaling type {kind!r} (known: default, linear, llama3)")
+    return inv_freq
+
+
 def build_cos_sin_cache(
     rotary_dim: int,
     max_position: int,
@@ -233,22 +258,13 @@ def build_cos_sin_cache(
 ) -> torch.Tensor:
     """cos_sin_cache [max_position, rotary_dim]: cos(p * f_i) then sin(p * f_i), i < R/2.
 
-    rope_scaling follows the Hugging Face config: None or {"rope_type": "default"} for plain RoPE,
-    {"rope_type": "llama3", "factor", "low_freq_factor", "high_freq_factor",
-    "original_max_position_embeddings"} for Llama-3.1 scaling.
+    The frequencies f come from :func:`rope_inv_freq` (``rope_scaling`` as in Hugging Face
+    configs); angles are computed in float64 and rounded once to ``dtype``.
     """
-    inv_freq = 1.0 / (base ** (torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim))
-    kind = (rope_scaling or {}).get("rope_type", (rope_scaling or {}).get("type", "default"))
-    if kind == "llama3":
-        inv_freq = llama3_inv_freq(
-            inv_freq,
-            float(rope_scaling["factor"]),
-            float(rope_scaling["low_freq_factor"]),
-            float(rope_scaling["high_freq_factor"]),
-            int(rope_scaling["original_max_position_embeddings"]),
-        )
-    elif kind != "default":
-        raise ValueError(f"unsupported rope_scaling type {kind!r} (known: default, llama3)")
-    freqs = torch.outer(torch.arange(max_position, dtype=torch.float64), inv_freq)
+    inv_freq = rope_inv_freq(rotary_dim, base, rope_scaling)
+    if device is not None:
+        inv_freq = inv_freq.to(device)
+    positions = torch.arange(max_position, dtype=torch.float64, device=inv_freq.device)
+    freqs = torch.outer(positions, inv_freq)
     cache = torch.cat([freqs.cos(), freqs.sin()], dim=-1)
     return cache.to(dtype=dtype, device=device)

@@ -1,4 +1,4 @@
-"""Turn a :class:`StepInput` into device tensors and a :class:`ForwardContext` (one H2D copy).
+"""Turn a :class:`StepInput` into a :class:`ForwardContext` on device (one H2D copy).
 
 Validation happens before any row state changes, so a rejected step leaves the worker as it was.
 """
@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from services.common.types import ForwardMode, ReqInput, StepInput
+from services.worker.forward_context import ForwardContext
+from services.worker.kv_pool import KVPool, ReqToTokenTable
 from services.worker.rows import RowState, RowTable
+
+if TYPE_CHECKING:
+    from services.worker.attention.base import AttentionBackend
 
 logger = logging.getLogger(__name__)
 
@@ -108,29 +114,17 @@ def _check_slots(reqs: list[ReqInput], num_slots: int) -> None:
         raise ValueError(f"slot {bad} out of range [1, {num_slots}) (slot 0 is padding)")
 
 
-@dataclass
-class StepTensors:
-    """Everything the forward needs, on device, plus CPU-side lengths."""
+def build_tensors(
+    plans: list[ReqPlan],
+    mode: ForwardMode,
+    kv_pool: KVPool,
+    req_to_token: ReqToTokenTable,
+    attn_backend: AttentionBackend,
+) -> ForwardContext:
+    """The step's :class:`ForwardContext`, with ``req_to_token`` updated for its rows.
 
-    input_ids: torch.Tensor
-    positions: torch.Tensor
-    out_cache_loc: torch.Tensor
-    req_rows: torch.Tensor
-    seq_lens: torch.Tensor
-    prefix_lens: torch.Tensor
-    qo_indptr: torch.Tensor
-    kv_indptr: torch.Tensor
-    logits_indices: torch.Tensor
-    write_rows: torch.Tensor
-    write_cols: torch.Tensor
-    write_slots: torch.Tensor
-    seq_lens_cpu: list[int]
-    extend_lens_cpu: list[int]
-    qo_indptr_cpu: list[int]
-
-
-def build_tensors(plans: list[ReqPlan], device: torch.device) -> StepTensors:
-    """Pack every index array into one int64 buffer, copy it once, split it on device."""
+    Every index array is packed into one int64 buffer, copied to the device once and split there.
+    """
     ids, pos, slots, w_rows, w_cols, w_slots, logit_idx = [], [], [], [], [], [], []
     ext_lens = [p.req.num_new_tokens for p in plans]
     qo = np.concatenate(([0], np.cumsum(ext_lens))).tolist()
@@ -156,8 +150,26 @@ def build_tensors(plans: list[ReqPlan], device: torch.device) -> StepTensors:
     arrays += [qo, kv, logit_idx, w_rows, w_cols, w_slots]
     sizes = [len(a) for a in arrays]
     flat = torch.from_numpy(np.fromiter(_chain(arrays), dtype=np.int64, count=sum(sizes)))
-    parts = flat.to(device, non_blocking=True).split(sizes)
-    return StepTensors(*parts, seq_lens_cpu=seq_lens, extend_lens_cpu=ext_lens, qo_indptr_cpu=qo)
+    parts = flat.to(req_to_token.table.device, non_blocking=True).split(sizes)
+    req_to_token.write(*parts[9:])  # NOTE: before the forward reads the table
+    return ForwardContext(
+        mode=mode,
+        input_ids=parts[0],
+        positions=parts[1],
+        out_cache_loc=parts[2],
+        req_rows=parts[3],
+        seq_lens=parts[4],
+        prefix_lens=parts[5],
+        qo_indptr=parts[6],
+        kv_indptr=parts[7],
+        logits_indices=parts[8],
+        seq_lens_cpu=seq_lens,
+        qo_indptr_cpu=qo,
+        extend_lens_cpu=ext_lens,
+        kv_pool=kv_pool,
+        req_to_token=req_to_token.table,
+        attn_backend=attn_backend,
+    )
 
 
 def _chain(arrays: list[list[int]]):

@@ -2,33 +2,38 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass, field, fields
+
+from services.worker.runner_config import RunnerConfig
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class WorkerConfig:
-    """The model worker: owns the weights, the KV pool and the forward."""
+class WorkerConfig(RunnerConfig):
+    """The model worker: owns the weights, the KV pool and the forward.
+
+    Every model-runner setting (declared once, in RunnerConfig) plus the serving settings, all
+    checked at start-up: a bad value stops the worker before it opens a port or loads a model.
+    """
 
     host: str = field(default="0.0.0.0", metadata={"help": "address to bind"})
     port: int = field(default=50053, metadata={"help": "gRPC port (0 picks a free one)"})
     metrics_port: int = field(default=9103, metadata={"help": "Prometheus port (0 disables)"})
-    model: str = field(
-        default="", metadata={"help": "GGUF file or HF directory; empty = embedded SmolLM2"}
-    )
-    load_format: str = field(default="auto", metadata={"help": "auto, gguf, hf or dummy"})
-    dtype: str = field(default="auto", metadata={"help": "auto, float32, bfloat16, float16"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
-    attention_backend: str = field(
-        default="", metadata={"help": "torch or triton; empty = triton on GPU, torch on CPU"}
-    )
-    num_slots: int = field(default=0, metadata={"help": "KV slots; 0 = size from memory"})
-    max_rows: int = field(default=256, metadata={"help": "most requests alive at once"})
-    max_context_len: int = field(default=0, metadata={"help": "0 = the model's context length"})
-    seed: int = field(default=0, metadata={"help": "seed for dummy weights and sampling"})
     step_thread: bool = field(
         default=False,
         metadata={"help": "run steps on a worker thread instead of the event loop thread"},
     )
-    cuda_graph_max_bs: int = field(
-        default=256, metadata={"help": "decode CUDA graphs up to this batch size; 0 disables"}
-    )
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        for name in ("port", "metrics_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                out.append(f"{name} must be in [0, 65535], got {getattr(self, name)}")
+        return out
+
+    @property
+    def runner(self) -> RunnerConfig:
+        """The embedded runner config alone (what ``ModelRunner`` is built from)."""
+        return RunnerConfig(**{f.name: getattr(self, f.name) for f in fields(RunnerConfig)})

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 import torch
@@ -17,15 +16,15 @@ from services.common.types import ForwardMode, ModelInfo, StepInput, StepOutput,
 from services.worker.attention import AttentionBackend
 from services.worker.batch import Limits, ReqPlan, build_tensors, plan_step
 from services.worker.cuda_graph import DecodeGraphs
-from services.worker.forward_context import ForwardContext
 from services.worker.kv_pool import KVPool, ReqToTokenTable
-from services.worker.layers import ops
+from services.worker.layers.ops import get_ops
 from services.worker.loader import load_model
 from services.worker.penalties import PenaltyBank, mask_tokens
 from services.worker.rows import RowState, RowTable
 from services.worker.runner_config import (
     RunnerConfig,
     pick_backend,
+    pick_ops,
     resolve_device_dtype,
     size_pool,
 )
@@ -44,8 +43,11 @@ class ModelRunner:
         self.device, self.dtype = resolve_device_dtype(cfg.device, cfg.dtype)
         torch.manual_seed(cfg.seed)
         self.source = resolve_model(cfg.model, cfg.load_format)
+        backend_cls = pick_backend(cfg.attention_backend, self.device)
+        # NOTE: the model's own ops, fixed at construction (another model may use others).
+        self.ops = get_ops(pick_ops(cfg.ops, backend_cls.name, self.device))
         self.model, self.config = load_model(
-            self.source, self.dtype, self.device, cfg.max_context_len, cfg.seed
+            self.source, self.dtype, self.device, cfg.max_context_len, cfg.seed, self.ops
         )
         c = self.config
         self.max_context_len = cfg.max_context_len or c.max_position_embeddings
@@ -57,10 +59,7 @@ class ModelRunner:
         )
         # NOTE: one extra, all-zero row: the padding row of CUDA-graph decode batches.
         self.req_to_token = ReqToTokenTable(cfg.max_rows + 1, self.max_context_len, self.device)
-        backend_cls = pick_backend(cfg.attention_backend, self.device)
         self.attn_backend: AttentionBackend = backend_cls(self.kv_pool, c.num_heads, c.head_dim)
-        if backend_cls.name == "triton" and "RADIXSERVE_OPS" not in os.environ:
-            ops.select("triton")  # NOTE: process-wide; one model per worker process
         self.penalties = PenaltyBank(c.vocab_size, self.device)  # empty until a row needs it
         self.rows = RowTable(cfg.max_rows, self.device, self.penalties)
         self.sampler = Sampler(self.device, cfg.seed)
@@ -105,14 +104,12 @@ class ModelRunner:
             p.state.seq_len = p.end
         if self.rows.num_adjusted:
             self._record_inputs(plans)
-        t = build_tensors(plans, self.device)
-        self.req_to_token.write(t.write_rows, t.write_cols, t.write_slots)
+        ctx = build_tensors(plans, batch.mode, self.kv_pool, self.req_to_token, self.attn_backend)
         if self._graph_step(batch, plans):
-            logits = self.graphs.run(t, len(plans))
+            logits = self.graphs.run(ctx)
         else:
-            ctx = self._context(batch, t)
             self.attn_backend.prepare(ctx)
-            logits = self.model(t.input_ids, t.positions, ctx)
+            logits = self.model(ctx.input_ids, ctx.positions, ctx)
         out = self._sample(plans, logits)
         for rid in batch.release_rows:
             self.rows.release(rid)
@@ -122,9 +119,14 @@ class ModelRunner:
 
     def _capture_graphs(self) -> DecodeGraphs | None:
         max_bs = min(self.cfg.cuda_graph_max_bs, self.cfg.max_rows)
-        if self.device.type != "cuda" or self.attn_backend.name != "triton" or max_bs < 1:
+        if self.device.type != "cuda" or max_bs < 1:
             return None
-        graphs = DecodeGraphs(self, max_bs)
+        if not self.attn_backend.supports_cuda_graphs:
+            logger.info("no decode CUDA graphs: the %s backend has none", self.attn_backend.name)
+            return None
+        graphs = DecodeGraphs(
+            self.model, self.attn_backend, self.kv_pool, self.req_to_token, max_bs
+        )
         graphs.capture_all()
         return graphs
 
@@ -134,24 +136,6 @@ class ModelRunner:
             and batch.mode == ForwardMode.DECODE
             and self.graphs.can_run(len(plans))
             and all(p.req.sample for p in plans)
-        )
-
-    def _context(self, batch: StepInput, t) -> ForwardContext:
-        return ForwardContext(
-            mode=batch.mode,
-            out_cache_loc=t.out_cache_loc,
-            req_rows=t.req_rows,
-            seq_lens=t.seq_lens,
-            prefix_lens=t.prefix_lens,
-            qo_indptr=t.qo_indptr,
-            kv_indptr=t.kv_indptr,
-            logits_indices=t.logits_indices,
-            seq_lens_cpu=t.seq_lens_cpu,
-            qo_indptr_cpu=t.qo_indptr_cpu,
-            extend_lens_cpu=t.extend_lens_cpu,
-            kv_pool=self.kv_pool,
-            req_to_token=self.req_to_token.table,
-            attn_backend=self.attn_backend,
         )
 
     def _record_inputs(self, plans: list[ReqPlan]) -> None:

@@ -1,6 +1,7 @@
-"""The per-forward context: everything one forward needs besides token ids and positions.
+"""The per-forward context: the one type that holds a step's forward metadata.
 
-Built once per step by :mod:`services.worker.batch`, passed explicitly down the model to the
+Built once per step by :func:`services.worker.batch.build_tensors` (or, for decode CUDA graphs,
+over static buffers by :mod:`services.worker.cuda_graph`), passed explicitly down the model to the
 attention backend (never stored in module globals). The attention backend adds its own metadata
 (``attn_metadata``) once per forward in ``prepare``; every layer then reuses it.
 """
@@ -26,13 +27,16 @@ logger = logging.getLogger(__name__)
 class ForwardContext:
     """Batch layout: request ``i`` owns flat tokens ``qo_indptr[i]:qo_indptr[i+1]``.
 
-    Device tensors: ``out_cache_loc [T]`` (KV slot of each new token), ``req_rows [B]``,
+    Device tensors: ``input_ids [T]`` and ``positions [T]`` (the model's inputs, passed to it
+    as arguments), ``out_cache_loc [T]`` (KV slot of each new token), ``req_rows [B]``,
     ``seq_lens [B]`` (tokens in the row after this step), ``prefix_lens [B]`` (before it),
     ``qo_indptr [B+1]``, ``kv_indptr [B+1]`` (cumulative ``seq_lens``), ``logits_indices [S]``
     (flat indices of the tokens whose logits are wanted). CPU copies end in ``_cpu``.
     """
 
     mode: ForwardMode
+    input_ids: torch.Tensor
+    positions: torch.Tensor
     out_cache_loc: torch.Tensor
     req_rows: torch.Tensor
     seq_lens: torch.Tensor
@@ -63,9 +67,3 @@ class ForwardContext:
     @property
     def max_extend_len(self) -> int:
         return max(self.extend_lens_cpu)
-
-    def kv_indices(self) -> torch.Tensor:
-        """Flattened KV slots of every request (``kv_indptr`` delimits them), built on device."""
-        table = self.req_to_token[self.req_rows, : self.max_seq_len]
-        cols = torch.arange(table.shape[1], device=table.device)
-        return table[cols[None, :] < self.seq_lens[:, None]]

@@ -95,23 +95,10 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
 
 
 def build_runner(cfg: WorkerConfig) -> object:
-    """Loads the model (slow; shows progress). torch is imported only here."""
-    from services.worker.engine import ModelRunner, RunnerConfig
+    """Loads the model (slow; shows progress)."""
+    from services.worker.engine import ModelRunner
 
-    return ModelRunner(
-        RunnerConfig(
-            model=cfg.model or None,
-            load_format=cfg.load_format,
-            dtype=cfg.dtype,
-            device=cfg.device,
-            attention_backend=cfg.attention_backend or None,
-            num_slots=cfg.num_slots or None,
-            max_rows=cfg.max_rows,
-            max_context_len=cfg.max_context_len or None,
-            seed=cfg.seed,
-            cuda_graph_max_bs=cfg.cuda_graph_max_bs,
-        )
-    )
+    return ModelRunner(cfg.runner)
 
 
 async def start_worker(cfg: WorkerConfig, runner: object | None = None) -> ServiceServer:

@@ -79,11 +79,17 @@ def test_greedy_is_deterministic_and_batched_equals_alone(stub):
 
 
 def test_seeded_sampling_repeats(stub):
-    req = tokenizer_pb2.GenerateRequest(
-        text="My favourite colour is",
-        sampling=common_pb2.SamplingParams(temperature=1.0, top_p=0.9, seed=7, max_new_tokens=8),
-    )
-    assert collect(stub, req)[1] == collect(stub, req)[1]
+    def run(**sampling) -> tuple[int, ...]:
+        req = tokenizer_pb2.GenerateRequest(
+            text="My favourite colour is",
+            sampling=common_pb2.SamplingParams(max_new_tokens=8, **sampling),
+        )
+        return tuple(collect(stub, req)[1])
+
+    seeded = {s: run(temperature=1.0, top_p=0.9, seed=s) for s in (7, 8, 9)}
+    assert run(temperature=1.0, top_p=0.9, seed=7) == seeded[7]
+    # Greedy (or ignored seeds) would give one sequence for every seed.
+    assert len(set(seeded.values())) > 1
 
 
 @pytest.mark.parametrize(

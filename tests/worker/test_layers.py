@@ -10,20 +10,23 @@ from transformers import LlamaConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
+from kernels.rotary_embedding import rope_inv_freq
 from services.common.model_source import ModelSource
 from services.common.types import SamplingParams
 from services.worker.attention import get_backend_class
+from services.worker.cuda_graph import DecodeGraphs
 from services.worker.layers import (
     ColumnParallelLinear,
     MergedColumnParallelLinear,
     QKVParallelLinear,
     RowParallelLinear,
-    ops,
 )
-from services.worker.layers.rotary import RotaryEmbedding, rope_inv_freq
+from services.worker.layers.ops import get_ops
+from services.worker.layers.rotary import RotaryEmbedding
 from services.worker.loader import dummy, load_model
 from services.worker.model_config import ModelConfig
 from services.worker.models import get_model_class
+from services.worker.rows import RowTable
 from services.worker.runner_config import pick_backend
 from services.worker.sampling import Sampler
 from tests.worker.conftest import LLAMA3_SCALING
@@ -33,16 +36,18 @@ def test_llama3_inv_freq_matches_transformers():
     params = {**LLAMA3_SCALING, "rope_theta": 500000.0}
     cfg = LlamaConfig(hidden_size=2048, num_attention_heads=16, rope_parameters=params)
     ref, _ = ROPE_INIT_FUNCTIONS["llama3"](cfg, "cpu")
-    ours = rope_inv_freq(128, 500000.0, LLAMA3_SCALING)
+    ours = rope_inv_freq(128, 500000.0, LLAMA3_SCALING).float()
     torch.testing.assert_close(ours, ref.float())
-    assert not torch.allclose(ours, rope_inv_freq(128, 500000.0, None))
+    assert not torch.allclose(ours, rope_inv_freq(128, 500000.0, None).float())
+    linear = rope_inv_freq(128, 500000.0, {"rope_type": "linear", "factor": 4.0})
+    torch.testing.assert_close(linear * 4.0, rope_inv_freq(128, 500000.0, None))
 
 
 def test_rotary_matches_hf_rotate_half():
     torch.manual_seed(0)
     rope = RotaryEmbedding(head_dim=32, max_position=64, base=10000.0)
     q, k, pos = torch.randn(5, 4, 32), torch.randn(5, 2, 32), torch.tensor([0, 3, 7, 63, 1])
-    ours_q, ours_k = rope(pos, q, k)
+    ours_q, ours_k = rope(pos, q.clone(), k.clone())  # rotated in place
     cos, sin = rope.cos_sin_cache[pos].chunk(2, dim=-1)
     cos, sin = torch.cat((cos, cos), -1), torch.cat((sin, sin), -1)
     ref_q, ref_k = apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1)
@@ -101,15 +106,26 @@ def test_sampler():
         assert lps[0] == pytest.approx(torch.log_softmax(logits[0], -1)[1].item())
 
 
-def test_seeded_generator_is_deterministic():
+def test_seeded_rows_draw_from_their_seed():
+    """A row's generator comes from its ``SamplingParams.seed``: the same seed draws the same
+    tokens whatever the shared generator did meanwhile, another seed draws others."""
     sampler = Sampler(torch.device("cpu"), seed=0)
-    logits = torch.randn(1, 1000)
-    draws = []
-    for _ in range(2):
-        gen = torch.Generator().manual_seed(7)
-        params = [SamplingParams(temperature=1.0, seed=7)]
-        draws.append([sampler.sample(logits, params, [gen])[0].item() for _ in range(10)])
-    assert draws[0] == draws[1] and len(set(draws[0])) > 1
+    rows = RowTable(2, torch.device("cpu"))
+    logits = torch.randn(1, 1000, generator=torch.Generator().manual_seed(0))
+    unseeded = SamplingParams(temperature=1.0)
+    assert rows.start(1, unseeded, 0).generator is None
+
+    def draws(seed: int | None) -> list[int]:
+        state = rows.start(0, SamplingParams(temperature=1.0, seed=seed), 0)
+        sampler.sample(logits, [unseeded], [None])  # moves the shared generator on
+        return [
+            sampler.sample(logits, [state.sampling], [state.generator])[0].item() for _ in range(10)
+        ]
+
+    first = draws(7)
+    assert draws(7) == first and len(set(first)) > 1
+    assert draws(8) != first
+    assert draws(None) != draws(None)  # unseeded rows share the sampler's moving generator
 
 
 def test_registries_list_known_names():
@@ -119,7 +135,7 @@ def test_registries_list_known_names():
         get_backend_class("flash")
     assert pick_backend("torch", torch.device("cpu")).name == "torch"
     with pytest.raises(ValueError, match="known: torch, triton"):
-        ops.select("cuda")
+        get_ops("cuda")
 
 
 def test_model_config_reads_both_rope_styles():
@@ -143,3 +159,15 @@ def test_dummy_loader(tmp_path):
     assert float(model.model.norm.weight.mean()) == 1.0
     assert 0 < float(model.model.layers[0].mlp.down_proj.weight.abs().max()) <= 0.02
     assert dummy.read_config("") == dummy.EMBEDDED_SHAPES
+
+
+def test_cuda_graph_hooks_are_part_of_every_backend(tiny_runner):
+    """The torch backend implements the graph hooks by refusing them, with a clear error."""
+    backend = tiny_runner.attn_backend
+    assert backend.name == "torch" and not backend.supports_cuda_graphs
+    with pytest.raises(NotImplementedError, match="cannot run in a CUDA graph"):
+        backend.init_cuda_graph_state(4, 64)
+    with pytest.raises(ValueError, match="torch attention backend does not support CUDA graphs"):
+        DecodeGraphs(tiny_runner.model, backend, tiny_runner.kv_pool, tiny_runner.req_to_token, 4)
+    for cls in (get_backend_class("torch"), get_backend_class("triton")):
+        assert not cls.__abstractmethods__

@@ -16,11 +16,15 @@ import torch.nn.functional as F
 
 from services.worker.attention.base import AttentionBackend
 from services.worker.forward_context import ForwardContext
-from services.worker.layers import ops
+from services.worker.kv_pool import KVPool
 
 logger = logging.getLogger(__name__)
 
 _GROUP_TOKENS = 1 << 18  # most gathered KV rows (B * max_kv) in one group
+_NO_GRAPHS = (
+    "the torch attention backend cannot run in a CUDA graph (its padded groups depend on host "
+    "lengths); use the triton backend or --cuda-graph-max-bs 0"
+)
 
 
 @dataclass
@@ -49,12 +53,24 @@ def _split(seq_lens: list[int]) -> list[tuple[int, int]]:
 class TorchAttentionBackend(AttentionBackend):
     name = "torch"
 
+    def __init__(self, kv_pool: KVPool, num_heads: int, head_dim: int) -> None:
+        super().__init__(kv_pool, num_heads, head_dim)
+        from kernels.store_kv import store_kv_ref  # the reference KV store (see layers.ops)
+
+        self._store_kv = store_kv_ref
+
     def prepare(self, ctx: ForwardContext) -> None:
         qo = ctx.qo_indptr_cpu
         groups = []
         for b0, b1 in _split(ctx.seq_lens_cpu):
             groups.append(self._group(ctx, b0, b1, qo[b0], qo[b1]))
         ctx.attn_metadata = groups
+
+    def init_cuda_graph_state(self, max_bs: int, max_context_len: int) -> None:
+        raise NotImplementedError(_NO_GRAPHS)
+
+    def prepare_captured_decode(self, ctx: ForwardContext) -> None:
+        raise NotImplementedError(_NO_GRAPHS)
 
     def _group(self, ctx: ForwardContext, b0: int, b1: int, t0: int, t1: int) -> _Group:
         dev = ctx.req_to_token.device
@@ -84,7 +100,7 @@ class TorchAttentionBackend(AttentionBackend):
         ctx: ForwardContext,
     ) -> torch.Tensor:
         k_buf, v_buf = ctx.kv_pool.layer(layer_id)
-        ops.store_kv(k_buf, v_buf, ctx.out_cache_loc, k, v)
+        self._store_kv(k_buf, v_buf, ctx.out_cache_loc, k, v)
         out = torch.empty_like(q)
         for g in ctx.attn_metadata:
             out[g.tok_start : g.tok_end] = self._attend(

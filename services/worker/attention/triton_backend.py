@@ -16,7 +16,6 @@ import torch
 
 from services.worker.attention.base import AttentionBackend
 from services.worker.forward_context import ForwardContext
-from services.worker.layers import ops
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +30,7 @@ class _Meta:
 
 class TritonAttentionBackend(AttentionBackend):
     name = "triton"
+    supports_cuda_graphs = True
 
     @staticmethod
     def unavailable_reason(device: torch.device) -> str | None:
@@ -43,6 +43,7 @@ class TritonAttentionBackend(AttentionBackend):
         import kernels  # NOTE: imported here so TRITON_INTERPRET set by the caller is honoured
 
         self._k = kernels
+        self._graph_kv_indices: torch.Tensor | None = None  # set by init_cuda_graph_state
 
     def prepare(self, ctx: ForwardContext) -> None:
         dev = ctx.req_to_token.device
@@ -62,11 +63,19 @@ class TritonAttentionBackend(AttentionBackend):
         )
         ctx.attn_metadata = _Meta(decode, indptr, indices, ctx.max_extend_len)
 
-    def prepare_decode(self, ctx: ForwardContext, kv_indices: torch.Tensor) -> None:
-        """Decode metadata into static buffers (``ctx.kv_indptr`` is already filled): no host
-        values, no allocation, so it can run inside a CUDA graph."""
+    def init_cuda_graph_state(self, max_bs: int, max_context_len: int) -> None:
+        self._graph_kv_indices = torch.zeros(
+            max_bs * max_context_len, dtype=torch.int32, device=self.kv_pool.k_bufs[0].device
+        )
+
+    def prepare_captured_decode(self, ctx: ForwardContext) -> None:
+        """Builds ``kv_indices`` on device into the static buffer: no host values, no
+        allocation. The decode kernel's split count depends only on B and Hkv, so it is static
+        too."""
+        if self._graph_kv_indices is None:
+            raise RuntimeError("init_cuda_graph_state must run before a graph is captured")
         indptr, indices = self._k.build_kv_indices(
-            ctx.req_to_token, ctx.req_rows, ctx.seq_lens, ctx.kv_indptr, kv_indices
+            ctx.req_to_token, ctx.req_rows, ctx.seq_lens, ctx.kv_indptr, self._graph_kv_indices
         )
         ctx.attn_metadata = _Meta(True, indptr, indices, 1)
 
@@ -80,7 +89,7 @@ class TritonAttentionBackend(AttentionBackend):
         ctx: ForwardContext,
     ) -> torch.Tensor:
         k_buf, v_buf = ctx.kv_pool.layer(layer_id)
-        ops.store_kv(k_buf, v_buf, ctx.out_cache_loc, k, v)
+        self._k.store_kv(k_buf, v_buf, ctx.out_cache_loc, k, v)
         m: _Meta = ctx.attn_metadata
         if m.decode:
             return self._k.decode_attention(q, k_buf, v_buf, m.kv_indptr, m.kv_indices, scale)

@@ -1,4 +1,4 @@
-"""Plain PyTorch building blocks of the models; elementwise ops dispatch through ``ops``.
+"""Plain PyTorch building blocks of the models; elementwise ops come from the ``Ops`` given.
 
 Sampling lives in ``services.worker.sampling`` (it needs per-request state).
 """

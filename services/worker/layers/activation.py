@@ -7,7 +7,7 @@ import logging
 import torch
 from torch import nn
 
-from services.worker.layers import ops
+from services.worker.layers.ops import Ops, get_ops
 
 logger = logging.getLogger(__name__)
 
@@ -15,5 +15,9 @@ logger = logging.getLogger(__name__)
 class SiluAndMul(nn.Module):
     """``silu(x[..., :d]) * x[..., d:]`` for ``x`` of last size ``2 * d``."""
 
+    def __init__(self, ops: Ops | None = None) -> None:
+        super().__init__()
+        self.ops = ops or get_ops()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.silu_and_mul(x)
+        return self.ops.silu_and_mul(x)

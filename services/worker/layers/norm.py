@@ -7,15 +7,16 @@ import logging
 import torch
 from torch import nn
 
-from services.worker.layers import ops
+from services.worker.layers.ops import Ops, get_ops
 
 logger = logging.getLogger(__name__)
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, hidden_size: int, eps: float = 1e-6) -> None:
+    def __init__(self, hidden_size: int, eps: float = 1e-6, ops: Ops | None = None) -> None:
         super().__init__()
         self.eps = eps
+        self.ops = ops or get_ops()
         self.weight = nn.Parameter(torch.empty(hidden_size), requires_grad=False)
 
     def forward(
@@ -23,5 +24,5 @@ class RMSNorm(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """``norm(x)``; with ``residual``: ``(norm(x + residual), x + residual)``."""
         if residual is None:
-            return ops.rms_norm(x, self.weight, self.eps)
-        return ops.fused_add_rms_norm(x, residual, self.weight, self.eps)
+            return self.ops.rms_norm(x, self.weight, self.eps)
+        return self.ops.fused_add_rms_norm(x, residual, self.weight, self.eps)

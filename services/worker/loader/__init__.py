@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import torch
 
 from services.common.model_source import ModelSource
+from services.worker.layers.ops import Ops
 from services.worker.loader import dummy, hf
 from services.worker.model_config import ModelConfig
 from services.worker.models import CausalLM, get_model_class
@@ -49,10 +50,12 @@ def load_model(
     device: torch.device | str,
     max_position: int | None = None,
     seed: int = 0,
+    ops: Ops | None = None,
 ) -> tuple[CausalLM, ModelConfig]:
     """Build ``source``'s model directly on ``device`` in ``dtype`` and load its weights.
 
-    ``max_position`` sizes the rotary cache (default: the model's context length).
+    ``max_position`` sizes the rotary cache (default: the model's context length); ``ops`` are
+    the elementwise ops its layers call (default: the torch references).
     """
     start = time.monotonic()
     reader = None
@@ -62,7 +65,7 @@ def load_model(
         config = read_config(source)
     model_cls = get_model_class(config.architecture)
     with _default_dtype(dtype), torch.device(device):
-        model = model_cls(config, max_position)
+        model = model_cls(config, max_position, ops=ops)
     if source.kind == "dummy":
         dummy.init_random(model, seed)
     else:

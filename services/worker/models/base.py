@@ -18,7 +18,9 @@ logger = logging.getLogger(__name__)
 class CausalLM(nn.Module, ABC):
     """A decoder-only LM.
 
-    ``stacked_params_mapping`` is the one table of checkpoint-name fusion:
+    The loader builds it as ``cls(config, max_position, ops=ops)``: ``ops`` (``layers.ops.Ops``)
+    are the elementwise ops its layers call. ``stacked_params_mapping`` is the one table of
+    checkpoint-name fusion:
     ``(fused_param_name, checkpoint_name, shard_id)``; :meth:`load_weights` applies it.
     """
 

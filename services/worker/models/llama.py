@@ -19,6 +19,7 @@ from services.worker.layers import (
     VocabEmbedding,
 )
 from services.worker.layers.attention import PagedAttention
+from services.worker.layers.ops import Ops
 from services.worker.model_config import ModelConfig
 from services.worker.models.base import CausalLM
 
@@ -53,26 +54,28 @@ class LlamaAttention(nn.Module):
 
 
 class LlamaMLP(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, ops: Ops | None = None) -> None:
         super().__init__()
         c = config
         self.gate_up_proj = MergedColumnParallelLinear(
             c.hidden_size, [c.intermediate_size] * 2, bias=c.mlp_bias
         )
         self.down_proj = RowParallelLinear(c.intermediate_size, c.hidden_size, bias=c.mlp_bias)
-        self.act = SiluAndMul()
+        self.act = SiluAndMul(ops)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(self.act(self.gate_up_proj(x)))
 
 
 class LlamaDecoderLayer(nn.Module):
-    def __init__(self, config: ModelConfig, layer_id: int, rotary: RotaryEmbedding) -> None:
+    def __init__(
+        self, config: ModelConfig, layer_id: int, rotary: RotaryEmbedding, ops: Ops | None = None
+    ) -> None:
         super().__init__()
         self.self_attn = LlamaAttention(config, layer_id, rotary)
-        self.mlp = LlamaMLP(config)
-        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = LlamaMLP(config, ops)
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, ops)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, ops)
 
     def forward(
         self,
@@ -91,16 +94,16 @@ class LlamaDecoderLayer(nn.Module):
 
 
 class LlamaModel(nn.Module):
-    def __init__(self, config: ModelConfig, max_position: int) -> None:
+    def __init__(self, config: ModelConfig, max_position: int, ops: Ops | None = None) -> None:
         super().__init__()
         self.embed_tokens = VocabEmbedding(config.vocab_size, config.hidden_size)
         rotary = RotaryEmbedding(
-            config.head_dim, max_position, config.rope_theta, config.rope_scaling
+            config.head_dim, max_position, config.rope_theta, config.rope_scaling, ops=ops
         )
         self.layers = nn.ModuleList(
-            LlamaDecoderLayer(config, i, rotary) for i in range(config.num_layers)
+            LlamaDecoderLayer(config, i, rotary, ops) for i in range(config.num_layers)
         )
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, ops)
 
     def forward(
         self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext
@@ -121,9 +124,11 @@ class LlamaForCausalLM(CausalLM):
         ("gate_up_proj", "up_proj", 1),
     )
 
-    def __init__(self, config: ModelConfig, max_position: int | None = None) -> None:
+    def __init__(
+        self, config: ModelConfig, max_position: int | None = None, ops: Ops | None = None
+    ) -> None:
         super().__init__(config)
-        self.model = LlamaModel(config, max_position or config.max_position_embeddings)
+        self.model = LlamaModel(config, max_position or config.max_position_embeddings, ops)
         self.lm_head = LMHead(config.vocab_size, config.hidden_size)
         if config.tie_word_embeddings:
             self.lm_head.tie(self.model.embed_tokens)
