@@ -44,7 +44,6 @@ def drive(runner: ModelRunner, core: Scheduler, reqs: list[Request]) -> dict:
                 break
             in_flight.append(step)
         if not in_flight:
-            core.take_events()
             if not core.has_work:
                 break
             continue

@@ -117,15 +117,16 @@ def test_finished_requests_leave_by_step_n_plus_2():
     assert_no_leak(sched)
 
 
-def test_abort_all_frees_everything(sched, info):
+def test_fail_all_frees_everything(sched, info):
     w = FakeWorker(info)
     for i in range(6):
         sched.add_request(make_req(str(i), [i + 1] * 30, max_new=20, ignore_eos=True))
     s0 = sched.next_step()
     sched.next_step()
     sched.on_result(w.run(s0))
-    events = sched.abort_all("worker restarted")
+    events = sched.fail_all("worker unavailable: restarted")
     assert sorted(e.rid for e in events) == [str(i) for i in range(6)]
-    assert all(e.finish_reason.message == "worker restarted" for e in events)
+    assert all(e.finish_reason.kind == FinishKind.ERROR for e in events)
+    assert all(e.finish_reason.message == "worker unavailable: restarted" for e in events)
     assert not sched.has_work
     assert_no_leak(sched)
