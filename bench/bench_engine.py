@@ -107,7 +107,7 @@ def offline_requests(args: argparse.Namespace, vocab: int, tag: str) -> list[Req
 
 def core_for(runner: ModelRunner, cache: bool, args: argparse.Namespace) -> Scheduler:
     cfg = SchedulerCoreConfig(
-        enable_cache=cache,
+        disable_radix_cache=not cache,
         max_running_requests=min(args.max_running, runner.info.max_rows),
         chunked_prefill_size=args.chunk,
         max_prefill_tokens=args.chunk,

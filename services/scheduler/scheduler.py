@@ -56,7 +56,7 @@ class Scheduler(SchedulerStats):
         self.rows = RowAllocator(info.max_rows)
         self.policy = make_schedule_policy(cfg.schedule_policy)
         self.policy.configure(cfg)
-        self.max_running = min(cfg.max_running_requests, info.max_rows)
+        self.max_running = min(cfg.max_running_requests or info.max_rows, info.max_rows)
         self.waiting: list[Request] = []
         self.running: dict[str, Request] = {}  # every request holding a row, in admission order
         self.chunked: Request | None = None  # the request mid-chunk, if any

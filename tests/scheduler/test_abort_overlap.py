@@ -61,7 +61,7 @@ def test_finished_request_in_next_step_is_dropped(sched, info):
 @pytest.mark.parametrize("cache", [True, False])
 def test_abort_half_mid_stream_no_leak(seed, cache):
     info = make_info(num_slots=300, max_rows=16, page_size=1 + seed % 2 * 3)
-    cfg = SchedulerCoreConfig(enable_cache=cache, chunked_prefill_size=32)
+    cfg = SchedulerCoreConfig(disable_radix_cache=not cache, chunked_prefill_size=32)
     sched = Scheduler(cfg, info)
     w = FakeWorker(info, eos_every=50)
     rng = random.Random(seed)

@@ -181,7 +181,7 @@ def test_shared_prefix_hits_and_same_outputs_as_cache_off(page_size):
     info = make_info(page_size=page_size)
     outs = {}
     for cache in (True, False):
-        sched = Scheduler(SchedulerCoreConfig(enable_cache=cache), info)
+        sched = Scheduler(SchedulerCoreConfig(disable_radix_cache=not cache), info)
         system = [(i * 13) % 97 + 1 for i in range(64)]
         for i in range(16):
             sched.add_request(make_req(str(i), system + [i + 1, i + 2], max_new=6))

@@ -65,7 +65,7 @@ def run_workload(cfg, info, n, seed, eos_every=40, overlap=True):
 def test_random_workloads(num_slots, page_size, cache, mixed, overlap, policy, chunk, seed):
     info = make_info(num_slots=num_slots, max_rows=12, ctx=256, page_size=page_size)
     cfg = SchedulerCoreConfig(
-        enable_cache=cache,
+        disable_radix_cache=not cache,
         enable_mixed_chunk=mixed,
         schedule_policy=policy,
         chunked_prefill_size=chunk,
