@@ -12,7 +12,7 @@ from services.common import pbconv
 from services.common.grpc_util import require_address, wait_until_ready
 from services.common.server import GRPC_OPTIONS
 from services.common.types import ModelInfo, StepInput, StepOutput
-from services.scheduler.engine_loop import StepFailed, WorkerGone
+from services.scheduler.engine_io import StepFailed, WorkerGone
 
 logger = logging.getLogger(__name__)
 

@@ -25,10 +25,19 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from dataclasses import replace
 
-from services.common.types import ModelInfo, StepInput, StepOutput
+from services.common.types import ModelInfo, StepOutput
+from services.scheduler.engine_io import (
+    ClientStream,
+    LoopConfig,
+    Outputs,
+    StepFailed,
+    StepRejected,
+    StepStream,
+    WorkerGone,
+    WorkerLink,
+)
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.request import FinishReason, Request, TokenEvent
 from services.scheduler.scheduler import Scheduler
@@ -38,65 +47,6 @@ logger = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 2
 IDLE_STATS = LoadStats(0, 0, 0.0, 0.0, 0.0, 0, 0, 0, 0, 0)
-
-
-class WorkerGone(Exception):
-    """The worker's step stream broke, or the worker stopped answering."""
-
-
-class StepRejected(Exception):
-    """The worker rejected a step: the session's KV and cache can no longer be trusted."""
-
-
-@dataclass(frozen=True)
-class StepFailed:
-    """The worker refused or failed one step; the stream goes on."""
-
-    step_id: int
-    error: str
-
-
-class StepStream(Protocol):
-    """One session of the worker's step stream. ``recv`` must be safe to cancel."""
-
-    async def send(self, step: StepInput) -> None: ...
-    async def recv(self) -> StepOutput | StepFailed: ...
-    def close(self) -> None: ...
-
-
-class WorkerLink(Protocol):
-    async def wait_ready(self, timeout: float) -> None: ...
-    async def get_info(self) -> ModelInfo: ...
-    def open_stream(self) -> StepStream: ...
-
-
-@dataclass(frozen=True)
-class LoopConfig:
-    step_timeout: float = 300.0  # a step with no result this long is a worker failure
-    reconnect_min: float = 0.2  # backoff between reconnect attempts, doubling up to the max
-    reconnect_max: float = 5.0
-    ready_timeout: float = 5.0  # one reconnect attempt waits this long for the worker's readiness
-
-
-@dataclass
-class Outputs:
-    """What one tokenizer stream gets for one step; event rids are the tokenizer's own."""
-
-    step_id: int
-    events: list[TokenEvent]
-
-
-@dataclass
-class ClientStream:
-    """One tokenizer replica's Connect stream: its requests and its outbox of Outputs."""
-
-    client_id: int
-    name: str = ""
-    rids: set[str] = field(default_factory=set)
-    outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
-
-    def key(self, rid: str) -> str:
-        return f"{self.client_id}/{rid}"
 
 
 class EngineLoop:
@@ -161,7 +111,6 @@ class EngineLoop:
     def refuse(self, client: ClientStream, rid: str, message: str, prompt_tokens: int = 0) -> None:
         """End ``rid`` at once with an ERROR naming why (a bad field, or the worker is down)."""
         event = TokenEvent(rid, [], None, FinishReason.error(message), prompt_tokens, 0, 0)
-        self.metrics.requests.labels("error").inc()
         client.outbox.put_nowait(Outputs(0, [event]))
 
     def abort(self, client: ClientStream, rids: list[str]) -> None:
@@ -232,7 +181,9 @@ class EngineLoop:
                 await self._idle(core, stream)
                 continue
             try:
-                result = await asyncio.wait_for(stream.recv(), self.cfg.step_timeout)
+                # NOTE: asyncio.timeout arms a timer; wait_for would make a task per step.
+                async with asyncio.timeout(self.cfg.step_timeout):
+                    result = await stream.recv()
             except TimeoutError as exc:
                 raise WorkerGone(
                     f"no result for step {self._in_flight[0]} in {self.cfg.step_timeout:g} s"

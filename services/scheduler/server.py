@@ -15,7 +15,8 @@ from services.common.server import ServiceServer
 from services.common.types import ModelInfo
 from services.scheduler.clients import WorkerClient
 from services.scheduler.config import SchedulerConfig
-from services.scheduler.engine_loop import ClientStream, EngineLoop, LoopConfig, Outputs
+from services.scheduler.engine_io import ClientStream, LoopConfig, Outputs
+from services.scheduler.engine_loop import EngineLoop
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.request import FinishKind, Request, TokenEvent
 from services.scheduler.scheduler import Scheduler

@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 from services.common.types import ModelInfo, StepInput, StepOutput
-from services.scheduler.engine_loop import StepFailed, WorkerGone
+from services.scheduler.engine_io import StepFailed, WorkerGone
 from tests.scheduler.fake_worker import FakeWorker
 
 logger = logging.getLogger(__name__)

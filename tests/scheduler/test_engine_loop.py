@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 
 from services.scheduler.core_config import SchedulerCoreConfig
-from services.scheduler.engine_loop import EngineLoop, LoopConfig
+from services.scheduler.engine_io import LoopConfig
+from services.scheduler.engine_loop import EngineLoop
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.request import FinishKind
 from services.scheduler.scheduler import Scheduler
