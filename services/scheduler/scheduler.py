@@ -168,6 +168,8 @@ class Scheduler(SchedulerStats):
         return step
 
     def _schedule_prefill(self) -> list[tuple[Request, ReqInput]]:
+        if self.chunked is None and (not self.waiting or len(self.running) >= self.max_running):
+            return []  # NOTE: the common decode-only step builds nothing here
         state = PrefillState(
             self.waiting,
             list(self.running.values()),
