@@ -63,17 +63,22 @@ class Session:
                         self.final[out.rid] = out
 
 
-async def readiness(channel: grpc.aio.Channel) -> int:
+async def serving(channel: grpc.aio.Channel) -> bool:
+    """Whether health ``readiness`` and ``""`` both say SERVING (they must agree)."""
     stub = health_pb2_grpc.HealthStub(channel)
-    resp = await stub.Check(health_pb2.HealthCheckRequest(service="readiness"), timeout=2)
-    return resp.status
+    states = [
+        (await stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=2)).status
+        for name in ("readiness", "")
+    ]
+    assert states[0] == states[1]
+    return states[0] == SERVING
 
 
-async def wait_readiness(channel: grpc.aio.Channel, serving: bool, timeout: float) -> float:
+async def wait_readiness(channel: grpc.aio.Channel, want: bool, timeout: float) -> float:
     loop = asyncio.get_running_loop()
     start = loop.time()
     async with asyncio.timeout(timeout):
-        while (await readiness(channel) == SERVING) != serving:
+        while await serving(channel) != want:
             await asyncio.sleep(0.05)
     return loop.time() - start
 
