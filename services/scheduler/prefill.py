@@ -38,7 +38,7 @@ class PrefillPlan:
 class PrefillState:
     """The scheduler state a prefill plan reads (and must not change)."""
 
-    waiting: Sequence[Request]
+    waiting: list[Request]
     running: Sequence[Request]
     chunked: Request | None
     new_token_ratio: float
@@ -70,7 +70,7 @@ def plan_prefill(
             plan.chunked = None
     if not state.waiting or room <= 0:
         return plan
-    for req in policy.order(list(state.waiting), kv.peek_prefix):
+    for req in policy.order(state.waiting, kv.peek_prefix):
         if len(plan.admitted) >= room or rows.available == 0:
             break
         ri = adm.admit(req, rows.alloc, first=not plan.pairs)
