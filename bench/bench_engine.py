@@ -44,7 +44,6 @@ def drive(runner: ModelRunner, core: Scheduler, reqs: list[Request]) -> dict:
                 break
             in_flight.append(step)
         if not in_flight:
-            core.take_events()
             if not core.has_work:
                 break
             continue
@@ -108,7 +107,7 @@ def offline_requests(args: argparse.Namespace, vocab: int, tag: str) -> list[Req
 
 def core_for(runner: ModelRunner, cache: bool, args: argparse.Namespace) -> Scheduler:
     cfg = SchedulerCoreConfig(
-        enable_cache=cache,
+        disable_radix_cache=not cache,
         max_running_requests=min(args.max_running, runner.info.max_rows),
         chunked_prefill_size=args.chunk,
         max_prefill_tokens=args.chunk,

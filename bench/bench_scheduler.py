@@ -32,7 +32,7 @@ def build(args: argparse.Namespace, page_size: int, cache: bool) -> Scheduler:
         page_size=page_size,
     )
     cfg = SchedulerCoreConfig(
-        max_running_requests=args.batch, page_size=page_size, enable_cache=cache
+        max_running_requests=args.batch, page_size=page_size, disable_radix_cache=not cache
     )
     return Scheduler(cfg, info)
 

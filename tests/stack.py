@@ -12,7 +12,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from services.scheduler.config import SchedulerConfig
+from services.scheduler.config import SchedulerConfig, scheduler_config
 from services.scheduler.server import start_scheduler
 from services.tokenizer.config import TokenizerConfig
 from services.tokenizer.server import start_tokenizer
@@ -88,7 +88,7 @@ def start_stack(
     wcfg = WorkerConfig(
         host=host, port=ports["worker"], metrics_port=metrics["worker"], **(worker or {})
     )
-    scfg = SchedulerConfig(
+    scfg = scheduler_config(
         host=host,
         port=ports["scheduler"],
         metrics_port=metrics["scheduler"],

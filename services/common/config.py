@@ -2,7 +2,9 @@
 
 Each field of a service's config dataclass becomes a flag ``--field-name`` whose default comes from
 ``RADIXSERVE_FIELD_NAME`` when set, else from the dataclass default. Precedence: flag > env >
-default. A field's ``metadata={"help": ...}`` becomes the flag's help text.
+default. A field's ``metadata={"help": ...}`` becomes the flag's help text. A field whose type is
+itself a dataclass (a core config embedded in a service's) contributes its own fields, flags and
+variables under their own names.
 """
 
 from __future__ import annotations
@@ -50,11 +52,19 @@ def env_name(field_name: str) -> str:
     return ENV_PREFIX + field_name.upper()
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
-    """Adds one flag per field of the dataclass ``cls``."""
+def _leaf_fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
+    """``(field, type)`` of ``cls``, with embedded dataclasses replaced by their own fields."""
     hints = typing.get_type_hints(cls)
+    out: list[tuple[dataclasses.Field, Any]] = []
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
+        out += _leaf_fields(tp) if dataclasses.is_dataclass(tp) else [(f, tp)]
+    return out
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Adds one flag per field of the dataclass ``cls`` (embedded dataclasses included)."""
+    for f, tp in _leaf_fields(cls):
         flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "")
         help_text = f"{help_text} (env {env_name(f.name)})".strip()
@@ -73,6 +83,9 @@ def config_from_namespace(
     for f in dataclasses.fields(cls):
         if f.name in overrides:
             values[f.name] = overrides[f.name]
+            continue
+        if dataclasses.is_dataclass(hints[f.name]):
+            values[f.name] = config_from_namespace(hints[f.name], ns)
             continue
         flag_value = getattr(ns, f.name, None) if ns is not None else None
         if flag_value is not None:

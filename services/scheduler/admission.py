@@ -16,7 +16,7 @@ from services.common.types import ReqInput
 from services.scheduler.core_config import SchedulerCoreConfig
 from services.scheduler.memory import KVManager
 from services.scheduler.radix_cache import RadixCache
-from services.scheduler.request import Request
+from services.scheduler.request import Request, peak_kv_len, whole_pages
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class Admission:
         future = min(req.max_new_tokens - req.num_output, clip)
         slack = self.kv.page_size
         if extend + future + slack > budget.rem_total:
-            if not (self.alone and first and extend + slack <= budget.rem_total):
+            if not (self.alone and first and self._fits_alone(req)):
                 return 0
         if extend > budget.rem_input and not first:
             return 0
@@ -112,6 +112,12 @@ class Admission:
                 return 0
             return budget.rem_chunk
         return extend
+
+    def _fits_alone(self, req: Request) -> bool:
+        """Whether ``req``'s whole remaining life fits; always true for a request that runs
+        alone (validate_request), so the head of the queue is never starved."""
+        peak = whole_pages(peak_kv_len(req.prompt_len, req.max_new_tokens), self.kv.page_size)
+        return peak - req.cache_len <= self.budget.rem_total
 
     def admit(
         self, req: Request, row_alloc: Callable[[], int | None], first: bool

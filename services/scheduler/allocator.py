@@ -89,8 +89,10 @@ class KVAllocator:
 class RowAllocator:
     """Rows ``[0, max_rows)`` of the worker's req->token table.
 
-    A released row stays *pending* until a step carrying it in ``release_rows`` has been built:
-    the worker refuses to start a new request on a row it has not been told to forget.
+    A released row stays *pending* until a step carrying it in ``release_rows`` has been built.
+    A pending row may also be handed out at once: a request's first step carries its sampling
+    parameters, which start the worker's row over, so such a row needs no release (and must not
+    get one: the worker applies ``release_rows`` after the step's forward).
     """
 
     def __init__(self, max_rows: int) -> None:
@@ -103,7 +105,7 @@ class RowAllocator:
     @property
     def available(self) -> int:
         """Rows that can be handed out now."""
-        return len(self._free)
+        return len(self._free) + len(self._pending)
 
     @property
     def num_pending(self) -> int:
@@ -115,7 +117,9 @@ class RowAllocator:
         return len(self._free) + len(self._pending)
 
     def alloc(self) -> int | None:
-        return self._free.pop() if self._free else None
+        if self._free:
+            return self._free.pop()
+        return self._pending.pop() if self._pending else None
 
     def release(self, row: int) -> None:
         self._pending.append(row)

@@ -1,8 +1,18 @@
-"""Scheduler service configuration (flags and RADIXSERVE_* environment variables)."""
+"""Scheduler service configuration (flags and RADIXSERVE_* environment variables).
+
+``SchedulerConfig`` embeds the core's ``SchedulerCoreConfig``: the loader in common/config.py
+gives each core field its own flag and variable (``--schedule-policy``,
+``RADIXSERVE_SCHEDULE_POLICY``), and building the config validates it, so a mistyped policy fails
+at start-up, before the scheduler connects to its worker.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
+
+from services.scheduler.core_config import SchedulerCoreConfig
 
 
 @dataclass(frozen=True)
@@ -16,24 +26,26 @@ class SchedulerConfig:
     worker_wait_seconds: float = field(
         default=900.0, metadata={"help": "how long to wait for the worker to load its model"}
     )
-    max_running_requests: int = field(default=0, metadata={"help": "0 = the worker's rows"})
-    max_prefill_tokens: int = field(default=16384, metadata={"help": "prefill tokens per step"})
-    chunked_prefill_size: int = field(
-        default=8192, metadata={"help": "longest prefill chunk; 0 disables chunking"}
+    step_timeout_seconds: float = field(
+        default=300.0,
+        metadata={"help": "a step with no result this long counts as a worker failure"},
     )
-    schedule_policy: str = field(default="fcfs", metadata={"help": "fcfs, lpm or priority"})
-    eviction_policy: str = field(
-        default="lru", metadata={"help": "prefix cache eviction: lru, lfu"}
+    reconnect_max_seconds: float = field(
+        default=5.0, metadata={"help": "longest pause between reconnects to a lost worker"}
     )
-    page_size: int = field(default=0, metadata={"help": "KV slots per page; 0 = the worker's"})
-    disable_radix_cache: bool = field(default=False, metadata={"help": "turn the prefix cache off"})
-    enable_mixed_chunk: bool = field(
-        default=False, metadata={"help": "run a prefill chunk and decodes in one step"}
-    )
-    init_new_token_ratio: float = field(
-        default=0.7, metadata={"help": "admission: reserved share of remaining output tokens"}
-    )
-    min_new_token_ratio: float = field(default=0.1, metadata={"help": "floor of that share"})
-    new_token_ratio_decay_steps: int = field(
-        default=600, metadata={"help": "steps to decay the share from init to min"}
-    )
+    core: SchedulerCoreConfig = field(default_factory=SchedulerCoreConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("worker_wait_seconds", "step_timeout_seconds", "reconnect_max_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+
+
+_SERVICE_FIELDS = {f.name for f in dataclasses.fields(SchedulerConfig)} - {"core"}
+
+
+def scheduler_config(**values: Any) -> SchedulerConfig:
+    """A SchedulerConfig from flat keyword arguments (service and core fields mixed)."""
+    own = {k: v for k, v in values.items() if k in _SERVICE_FIELDS}
+    core = SchedulerCoreConfig(**{k: v for k, v in values.items() if k not in _SERVICE_FIELDS})
+    return SchedulerConfig(**own, core=core)

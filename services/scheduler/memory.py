@@ -69,7 +69,7 @@ class KVManager:
         return new
 
     def grow_decode(self, reqs: list[Request]) -> list[int]:
-        """One more slot for each of ``reqs``; the caller made room (see retraction.make_room)."""
+        """One more slot for each of ``reqs``; the caller made room (Scheduler._make_room)."""
         ps = self.page_size
         if ps == 1:
             new = self.allocator.alloc_pages(len(reqs))

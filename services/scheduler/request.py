@@ -15,7 +15,8 @@ logger = logging.getLogger(__name__)
 class FinishKind(enum.Enum):
     STOP = "stop"  # an EOS or stop token was sampled
     LENGTH = "length"  # max_new_tokens or the context length was reached
-    ABORT = "abort"  # aborted by the client or by the scheduler (message says why)
+    ABORT = "abort"  # aborted by the client (or its tokenizer stream went away)
+    ERROR = "error"  # cut by a fault (worker gone, step failed); message names the cause
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class FinishReason:
     @classmethod
     def abort(cls, message: str = "aborted") -> FinishReason:
         return cls(FinishKind.ABORT, message=message)
+
+    @classmethod
+    def error(cls, message: str) -> FinishReason:
+        return cls(FinishKind.ERROR, message=message)
 
 
 @dataclass(slots=True)
@@ -147,8 +152,17 @@ class Request:
         return frozenset(ids)
 
 
+def peak_kv_len(prompt_len: int, max_new_tokens: int) -> int:
+    """KV positions a request holds at most: the last sampled token's KV is never computed."""
+    return prompt_len + max_new_tokens - 1
+
+
 def validate_request(req: Request, info: ModelInfo, kv_capacity: int, page_size: int) -> None:
-    """Raise ValueError naming the field when ``req`` can never run on this model."""
+    """Raise ValueError naming the field when ``req`` can never run on this model.
+
+    NOTE: a request that passes fits the KV pool alone (whole pages included), so a request
+    running alone never runs out of slots; see Admission.chunk_size and Scheduler._make_room.
+    """
     n, max_new, ctx = req.prompt_len, req.max_new_tokens, info.max_context_len
     if n == 0:
         raise ValueError("input_ids: empty prompt")
@@ -162,5 +176,15 @@ def validate_request(req: Request, info: ModelInfo, kv_capacity: int, page_size:
         raise ValueError(
             f"max_new_tokens: {n} prompt tokens + {max_new} exceeds max_context_len {ctx}"
         )
-    if n + page_size > kv_capacity:
+    if whole_pages(n, page_size) > kv_capacity:
         raise ValueError(f"input_ids: {n} tokens exceed the KV capacity {kv_capacity}")
+    if whole_pages(peak_kv_len(n, max_new), page_size) > kv_capacity:
+        raise ValueError(
+            f"max_new_tokens: {n} prompt tokens + {max_new} new tokens need "
+            f"{peak_kv_len(n, max_new)} KV slots, the KV capacity is {kv_capacity}"
+        )
+
+
+def whole_pages(n: int, page_size: int) -> int:
+    """``n`` positions rounded up to whole pages, in slots."""
+    return -(-n // page_size) * page_size

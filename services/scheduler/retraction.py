@@ -1,21 +1,19 @@
-"""Retraction: when a decode step cannot get its slots, send requests back to the queue.
+"""Retraction policy: when a decode step cannot get its slots, which requests go back to the
+queue, and how far ``new_token_ratio`` rises afterwards (SGLang's rule).
 
 Victims are the requests with the fewest generated tokens (the cheapest to redo; ties: the
 longest prompt, which frees the most). A request that is mid-chunk goes first. Each victim's
 computed prefix is inserted into the radix cache, so its re-prefill is mostly a cache hit unless
-memory pressure evicts it. Afterwards ``new_token_ratio`` is raised as SGLang does.
+memory pressure evicts it. These functions only decide; ``Scheduler`` retracts.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
+from services.scheduler.core_config import SchedulerCoreConfig
 from services.scheduler.memory import KVManager
 from services.scheduler.request import Request
-
-if TYPE_CHECKING:
-    from services.scheduler.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -28,39 +26,14 @@ def decode_slots_needed(kv: KVManager, reqs: list[Request]) -> int:
     return ps * sum(1 for r in reqs if r.kv_len % ps == 0)
 
 
-def make_room(sched: Scheduler, cands: list[Request]) -> list[Request]:
-    """Evict, then retract, until one decode step of the returned requests fits."""
-    kv = sched.kv
-    need = decode_slots_needed(kv, cands)
-    if kv.ensure(need):
-        return cands
-    victims = sorted(cands, key=lambda r: (r.num_output, -r.prompt_len), reverse=True)
-    keep = list(cands)
-    while not kv.ensure(need):
-        if sched.chunked is not None:
-            sched._retract(sched.chunked)
-            continue
-        if len(keep) == 1:
-            if len(sched.running) == 1:
-                sched._oom_abort(keep[0])
-            return []  # otherwise wait for the results in flight to free memory
-        victim = victims.pop()
-        keep.remove(victim)
-        need -= decode_slots_needed(kv, [victim])
-        sched._retract(victim)
-    _raise_ratio(sched, keep)
-    logger.info(
-        "retracted %d requests; %d decode, new_token_ratio %.3f",
-        len(cands) - len(keep),
-        len(keep),
-        sched.new_token_ratio,
-    )
-    return keep
+def victim_order(cands: list[Request]) -> list[Request]:
+    """Decode candidates ordered so that ``pop()`` gives the next victim."""
+    return sorted(cands, key=lambda r: (r.num_output, -r.prompt_len), reverse=True)
 
 
-def _raise_ratio(sched: Scheduler, keep: list[Request]) -> None:
-    cfg = sched.cfg
+def raised_ratio(cfg: SchedulerCoreConfig, keep: list[Request], ratio: float) -> float:
+    """``new_token_ratio`` after a retraction that kept ``keep`` decoding."""
     decoded = sum(r.num_output for r in keep)
     budget = sum(r.max_new_tokens for r in keep)
     estimate = (decoded + cfg.retract_decode_steps * len(keep)) / (budget + 1)
-    sched.new_token_ratio = max(sched.new_token_ratio, min(1.0, estimate))
+    return max(ratio, min(1.0, estimate))

@@ -1,10 +1,15 @@
 """The scheduler core: continuous batching over the worker's step protocol (no grpc, no torch).
 
+One owner: ``Scheduler`` alone moves requests between ``waiting`` and ``running`` (add, admit,
+retract, end). Prefill planning (prefill.py), retraction policy (retraction.py) and result
+reading (results.py) return what they decided; the methods here apply it.
+
 Overlap contract: the server may call ``next_step()`` for step N+1 before ``on_result(result_N)``;
 results come back in step order. Decode steps need no token ids, so a request whose sampling
 extend is in flight can decode in the very next step. A request finished by result N may sit in
 step N+1 (that token is discarded); its slots are freed at once (see memory.py for why that is
-safe) and its row goes out in the ``release_rows`` of the next step built, N+2 at the latest.
+safe) and its row goes out in the ``release_rows`` of the next step built, N+2 at the latest,
+unless a new request takes the row first (its first step starts the row over; allocator.py).
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ from services.scheduler.allocator import RowAllocator
 from services.scheduler.core_config import SchedulerCoreConfig
 from services.scheduler.memory import KVManager
 from services.scheduler.policy import make_schedule_policy
-from services.scheduler.prefill import schedule_prefill
+from services.scheduler.prefill import PrefillState, plan_prefill
 from services.scheduler.request import FinishReason, Request, TokenEvent, validate_request
-from services.scheduler.results import apply_result, make_event
-from services.scheduler.retraction import make_room
+from services.scheduler.results import make_event, read_result
+from services.scheduler.retraction import decode_slots_needed, raised_ratio, victim_order
 from services.scheduler.stats import SchedulerStats
 
 __all__ = ["Scheduler", "SchedulerCoreConfig"]
@@ -51,25 +56,23 @@ class Scheduler(SchedulerStats):
         self.rows = RowAllocator(info.max_rows)
         self.policy = make_schedule_policy(cfg.schedule_policy)
         self.policy.configure(cfg)
-        if info.max_rows < 2:
-            raise ValueError(
-                f"max_rows: the worker must offer at least 2 rows, got {info.max_rows}"
-            )
-        # NOTE: one row is kept spare. Released rows are reusable only once a step has carried
-        # them, so with every row taken and nothing to run, no step could ever free one.
-        self.max_running = min(cfg.max_running_requests, info.max_rows - 1)
+        self.max_running = min(cfg.max_running_requests or info.max_rows, info.max_rows)
         self.waiting: list[Request] = []
         self.running: dict[str, Request] = {}  # every request holding a row, in admission order
         self.chunked: Request | None = None  # the request mid-chunk, if any
         self.new_token_ratio = cfg.init_new_token_ratio
         self._requests: dict[str, Request] = {}
         self._inflight: deque[_Flight] = deque()
-        self._events: list[TokenEvent] = []
         self._next_step_id = 0
         self._retracted_now = False  # a retraction happened while building this step
         SchedulerStats.__init__(self)
 
-    # -- requests ---------------------------------------------------------------------------
+    @property
+    def max_request_len(self) -> int:
+        """Longest prompt + max_new_tokens that one request may ask for (context and KV pool)."""
+        return min(self.info.max_context_len, self.kv.capacity + 1)
+
+    # -- transitions (the only places that change waiting / running) -----------------------
     def add_request(self, req: Request) -> None:
         """Queue ``req``; raise ValueError naming the field when it can never run."""
         if req.rid in self._requests:
@@ -79,21 +82,32 @@ class Scheduler(SchedulerStats):
         self._requests[req.rid] = req
         self.waiting.append(req)
 
-    def abort(self, rid: str) -> bool:
-        """Abort a waiting or running request, freeing everything it holds; no event is sent."""
-        req = self._requests.pop(rid, None)
-        if req is None:
-            return False
-        if not req.is_running:
-            self.waiting.remove(req)
-        self._finish(req, FinishReason.abort())
-        logger.debug("aborted %s", rid)
-        return True
+    def _admit(self, admitted: list[Request]) -> None:
+        """Waiting -> running, for requests that a prefill plan gave slots and a row."""
+        for req in admitted:
+            self.running[req.rid] = req
+            self._record_admission(req)
+        ids = {id(r) for r in admitted}
+        self.waiting = [r for r in self.waiting if id(r) not in ids]
 
-    def _finish(self, req: Request, reason: FinishReason) -> None:
+    def _retract(self, req: Request) -> None:
+        """Running -> waiting: its computed prefix stays in the cache when possible."""
+        self._drop_running(req)
+        req.version += 1
+        req.prefill_target = 0
+        req.num_retractions += 1
+        self.num_retractions += 1
+        self.waiting.append(req)
+        self._retracted_now = True
+
+    def _end(self, req: Request, reason: FinishReason) -> None:
+        """Waiting or running -> gone, freeing everything it holds."""
+        del self._requests[req.rid]
         req.finish_reason = reason
         if req.is_running:
             self._drop_running(req)
+        else:
+            self.waiting.remove(req)
         self.num_finished += 1
 
     def _drop_running(self, req: Request) -> None:
@@ -105,24 +119,14 @@ class Scheduler(SchedulerStats):
         req.row = -1
         req.pending_samples = 0
 
-    def _retract(self, req: Request) -> None:
-        """Back to the queue: its computed prefix stays in the cache when possible."""
-        self._drop_running(req)
-        req.version += 1
-        req.prefill_target = 0
-        req.num_retractions += 1
-        self.num_retractions += 1
-        self.waiting.append(req)
-        self._retracted_now = True
-
-    def _oom_abort(self, req: Request) -> None:
-        """A request that cannot run even alone: finish it with an abort event."""
-        if not req.is_running:
-            self.waiting.remove(req)
-        self._requests.pop(req.rid, None)
-        self._finish(req, FinishReason.abort("KV cache capacity exceeded"))
-        self._events.append(make_event(req, [], None))
-        logger.warning("request %s aborted: KV cache capacity exceeded", req.rid)
+    def abort(self, rid: str) -> bool:
+        """Abort a waiting or running request, freeing everything it holds; no event is sent."""
+        req = self._requests.get(rid)
+        if req is None:
+            return False
+        self._end(req, FinishReason.abort())
+        logger.debug("aborted %s", rid)
+        return True
 
     # -- steps ------------------------------------------------------------------------------
     @property
@@ -138,9 +142,9 @@ class Scheduler(SchedulerStats):
         self._retracted_now = False
         if self.cfg.enable_mixed_chunk:
             decodes = self._schedule_decode()
-            extends = [] if self._retracted_now else schedule_prefill(self)
+            extends = [] if self._retracted_now else self._schedule_prefill()
         else:
-            extends = schedule_prefill(self)
+            extends = self._schedule_prefill()
             decodes = [] if extends else self._schedule_decode()
         if not extends and not decodes:
             return None
@@ -163,6 +167,25 @@ class Scheduler(SchedulerStats):
         self._record_step(step)
         return step
 
+    def _schedule_prefill(self) -> list[tuple[Request, ReqInput]]:
+        if self.chunked is None and (not self.waiting or len(self.running) >= self.max_running):
+            return []  # NOTE: the common decode-only step builds nothing here
+        state = PrefillState(
+            self.waiting,
+            list(self.running.values()),
+            self.chunked,
+            self.new_token_ratio,
+            self.max_running,
+        )
+        plan = plan_prefill(self.cfg, self.kv, self.rows, self.policy, state)
+        self._admit(plan.admitted)
+        self.chunked = plan.chunked
+        for req, _ in plan.pairs:
+            # Prompt (or chunk) KV goes to the tree at once, so later requests share it.
+            # NOTE: after admission, so no request of this step reads KV this step writes.
+            self.kv.cache_unfinished(req)
+        return plan.pairs
+
     def _schedule_decode(self) -> list[tuple[Request, ReqInput]]:
         ctx = self.info.max_context_len
         # NOTE: hot loop at large batch; the properties prefilling / remaining_new_tokens inlined.
@@ -174,7 +197,7 @@ class Scheduler(SchedulerStats):
         ]
         if not cands:
             return []
-        cands = make_room(self, cands)
+        cands = self._make_room(cands)
         if not cands:
             return []
         out = []
@@ -182,6 +205,37 @@ class Scheduler(SchedulerStats):
             r.pending_samples += 1
             out.append((r, ReqInput(row=r.row, new_slots=[slot])))
         return out
+
+    def _make_room(self, cands: list[Request]) -> list[Request]:
+        """Evict, then retract (retraction.py picks), until one decode step of the returned
+        requests fits."""
+        kv = self.kv
+        need = decode_slots_needed(kv, cands)
+        if kv.ensure(need):
+            return cands
+        victims = victim_order(cands)
+        keep = list(cands)
+        while not kv.ensure(need):
+            if self.chunked is not None:
+                self._retract(self.chunked)
+                continue
+            if len(keep) == 1:
+                if len(self.running) == 1:
+                    # NOTE: impossible while validate_request holds: a request fits alone.
+                    raise RuntimeError(f"request {keep[0].rid} ran out of KV slots alone")
+                return []  # wait for the results in flight to free memory
+            victim = victims.pop()
+            keep.remove(victim)
+            need -= decode_slots_needed(kv, [victim])
+            self._retract(victim)
+        self.new_token_ratio = raised_ratio(self.cfg, keep, self.new_token_ratio)
+        logger.info(
+            "retracted %d requests; %d decode, new_token_ratio %.3f",
+            len(cands) - len(keep),
+            len(keep),
+            self.new_token_ratio,
+        )
+        return keep
 
     # -- results ----------------------------------------------------------------------------
     def on_result(self, out: StepOutput) -> list[TokenEvent]:
@@ -195,48 +249,36 @@ class Scheduler(SchedulerStats):
                 f"expected step {flight.step_id} with {len(flight.entries)}"
             )
         self._inflight.popleft()
-        events, self._events = self._events, []
-        apply_result(self, flight.entries, out, events)
+        decision = read_result(flight.entries, out, self.info.max_context_len)
+        for req, reason in decision.finished:
+            self._end(req, reason)
+        self.generated_tokens_total += decision.produced
         self._record_result(out)
-        return events
+        return decision.events
 
-    def _on_finished(self, req: Request, reason: FinishReason) -> None:
-        self._requests.pop(req.rid, None)
-        self._finish(req, reason)
-
-    def fail_step(self, step: StepInput, message: str) -> list[TokenEvent]:
-        """The worker could not run ``step``: abort its requests (an event each) and free them."""
+    def fail_step(self, step_id: int, message: str) -> list[TokenEvent]:
+        """The worker could not run step ``step_id`` (the oldest in flight): its requests end
+        with an error (an event each) and are freed."""
         flight = self._inflight[0] if self._inflight else None
-        if flight is None or flight.step_id != step.step_id:
-            raise ValueError(f"step_id: step {step.step_id} is not the oldest in flight")
+        if flight is None or flight.step_id != step_id:
+            raise ValueError(f"step_id: step {step_id} is not the oldest in flight")
         self._inflight.popleft()
-        events, self._events = self._events, []
+        events = []
         for req, _, _ in flight.entries:
             if req.finished or req.rid not in self._requests:
                 continue
-            if not req.is_running:  # retracted meanwhile
-                self.waiting.remove(req)
-            del self._requests[req.rid]
-            self._finish(req, FinishReason.abort(message))
+            self._end(req, FinishReason.error(message))
             events.append(make_event(req, [], None))
         return events
 
-    def abort_all(self, message: str) -> list[TokenEvent]:
-        """Abort every live request with an event each (e.g. the worker restarted and lost its
-        rows); steps in flight are forgotten."""
+    def fail_all(self, message: str) -> list[TokenEvent]:
+        """End every live request with an error (an event each), e.g. the worker went away and
+        its rows with it; steps in flight are forgotten."""
         self._inflight.clear()
-        events, self._events = self._events, []
+        events = []
         for req in list(self._requests.values()):
-            if not req.is_running:
-                self.waiting.remove(req)
-            del self._requests[req.rid]
-            self._finish(req, FinishReason.abort(message))
+            self._end(req, FinishReason.error(message))
             events.append(make_event(req, [], None))
-        return events
-
-    def take_events(self) -> list[TokenEvent]:
-        """Events made outside ``on_result`` (scheduler aborts) when no step is in flight."""
-        events, self._events = self._events, []
         return events
 
     def flush_cache(self) -> tuple[bool, int]:

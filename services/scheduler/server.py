@@ -15,9 +15,10 @@ from services.common.server import ServiceServer
 from services.common.types import ModelInfo
 from services.scheduler.clients import WorkerClient
 from services.scheduler.config import SchedulerConfig
-from services.scheduler.core_config import SchedulerCoreConfig
-from services.scheduler.engine_loop import ClientStream, EngineLoop
+from services.scheduler.engine_io import ClientStream, LoopConfig, Outputs
+from services.scheduler.engine_loop import EngineLoop
 from services.scheduler.metrics import SchedulerMetrics
+from services.scheduler.request import FinishKind, Request, TokenEvent
 from services.scheduler.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
@@ -29,10 +30,9 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
 
     def __init__(self) -> None:
         self.loop: EngineLoop | None = None
-        self.info: object | None = None
 
-    def attach(self, loop: EngineLoop, info: object) -> None:
-        self.loop, self.info = loop, info
+    def attach(self, loop: EngineLoop) -> None:
+        self.loop = loop
 
     async def _require_loop(self, context: grpc.aio.ServicerContext) -> EngineLoop:
         if self.loop is None:
@@ -54,7 +54,7 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 done, _ = await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if get not in done:
                     break  # the tokenizer closed its side
-                yield get.result()
+                yield outputs_to_pb(get.result())
         finally:
             if get is not None:
                 get.cancel()
@@ -74,14 +74,20 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
                 client.name = msg.hello.client_name
                 logger.info("tokenizer stream opened", extra={"kv": {"client": client.name}})
             elif kind == "add":
-                loop.add_requests(client, list(msg.add.requests))
+                reqs = []
+                for pb in msg.add.requests:
+                    try:
+                        reqs.append(request_from_pb(pb))
+                    except ValueError as exc:
+                        loop.refuse(client, pb.rid, str(exc), len(pb.input_ids))
+                loop.add_requests(client, reqs)
             elif kind == "abort":
                 loop.abort(client, list(msg.abort.rids))
 
     async def GetLoad(
         self, request: scheduler_pb2.GetLoadRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.GetLoadResponse:
-        s = (await self._require_loop(context)).core.stats()
+        s = (await self._require_loop(context)).stats()
         return scheduler_pb2.GetLoadResponse(
             running=s.running,
             waiting=s.waiting,
@@ -92,31 +98,54 @@ class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
     async def GetEngineInfo(
         self, request: scheduler_pb2.GetEngineInfoRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.GetEngineInfoResponse:
-        await self._require_loop(context)
-        return scheduler_pb2.GetEngineInfoResponse(info=pbconv.model_info_to_pb(self.info))
+        info = (await self._require_loop(context)).info
+        if info is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "scheduler is waiting for its worker")
+        return scheduler_pb2.GetEngineInfoResponse(info=pbconv.model_info_to_pb(info))
 
     async def FlushCache(
         self, request: scheduler_pb2.FlushCacheRequest, context: grpc.aio.ServicerContext
     ) -> scheduler_pb2.FlushCacheResponse:
-        ok, freed = (await self._require_loop(context)).core.flush_cache()
+        core = (await self._require_loop(context)).core
+        ok, freed = core.flush_cache() if core is not None else (False, 0)
         return scheduler_pb2.FlushCacheResponse(success=ok, freed_slots=freed)
 
 
-def build_core(cfg: SchedulerConfig, info: ModelInfo) -> Scheduler:
-    core_cfg = SchedulerCoreConfig(
-        max_running_requests=cfg.max_running_requests or info.max_rows,
-        max_prefill_tokens=cfg.max_prefill_tokens,
-        chunked_prefill_size=cfg.chunked_prefill_size,
-        schedule_policy=cfg.schedule_policy,
-        eviction_policy=cfg.eviction_policy,
-        page_size=cfg.page_size or None,
-        enable_cache=not cfg.disable_radix_cache,
-        enable_mixed_chunk=cfg.enable_mixed_chunk,
-        init_new_token_ratio=cfg.init_new_token_ratio,
-        min_new_token_ratio=cfg.min_new_token_ratio,
-        new_token_ratio_decay_steps=cfg.new_token_ratio_decay_steps,
+def request_from_pb(pb: scheduler_pb2.SchedRequest) -> Request:
+    """A tokenizer's request (its own rid); ValueError naming the field when malformed."""
+    sampling = pbconv.sampling_from_pb(pb.sampling)
+    return Request(
+        rid=pb.rid, input_ids=list(pb.input_ids), sampling=sampling, priority=pb.priority
     )
-    return Scheduler(core_cfg, info)
+
+
+def outputs_to_pb(outputs: Outputs) -> scheduler_pb2.ConnectResponse:
+    return scheduler_pb2.ConnectResponse(
+        step_id=outputs.step_id, outputs=[_event_output(ev) for ev in outputs.events]
+    )
+
+
+def _event_output(ev: TokenEvent) -> scheduler_pb2.RequestOutput:
+    out = scheduler_pb2.RequestOutput(
+        rid=ev.rid, token_ids=ev.token_ids, logprobs=ev.logprobs or [], matched_stop_token=-1
+    )
+    fr = ev.finish_reason
+    if fr is not None:
+        out.finish_reason = pbconv.finish_reason_to_pb(fr.kind.value)
+        if fr.matched_token is not None:
+            out.matched_stop_token = fr.matched_token
+        if fr.kind in (FinishKind.ERROR, FinishKind.ABORT) and fr.message != "aborted":
+            out.error = fr.message
+    out.usage.prompt_tokens = ev.prompt_tokens
+    out.usage.completion_tokens = ev.completion_tokens
+    out.usage.cached_tokens = ev.cached_tokens
+    if ev.top_logprobs:
+        out.top_logprobs.extend(pbconv.top_logprobs_to_pb(t) for t in ev.top_logprobs)
+    return out
+
+
+def build_core(cfg: SchedulerConfig, info: ModelInfo) -> Scheduler:
+    return Scheduler(cfg.core, info)
 
 
 class RunningScheduler:
@@ -139,7 +168,10 @@ class RunningScheduler:
 
 
 async def start_scheduler(cfg: SchedulerConfig) -> RunningScheduler:
-    """Opens the port, waits for the worker, sizes the core from it, starts the step loop."""
+    """Opens the port, waits for the worker, sizes the core from it, starts the step loop.
+
+    The loop then supervises the worker link: readiness follows the worker (see engine_loop.py).
+    """
     metrics = SchedulerMetrics()
     serve_metrics(metrics.registry, cfg.metrics_port)
     server = ServiceServer("scheduler", f"{cfg.host}:{cfg.port}", [SERVICE])
@@ -148,11 +180,14 @@ async def start_scheduler(cfg: SchedulerConfig) -> RunningScheduler:
     await server.start(
         lambda s: scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(servicer, s)
     )
-    await worker.wait_ready(cfg.worker_wait_seconds)
-    info = await worker.get_info()
-    loop = EngineLoop(build_core(cfg, info), worker, metrics)
-    servicer.attach(loop, info)
+    loop_cfg = LoopConfig(
+        step_timeout=cfg.step_timeout_seconds, reconnect_max=cfg.reconnect_max_seconds
+    )
+    loop = EngineLoop(
+        worker, lambda info: build_core(cfg, info), metrics, loop_cfg, on_ready=server.set_ready
+    )
+    info = await loop.connect(cfg.worker_wait_seconds)
+    servicer.attach(loop)
     task = asyncio.create_task(loop.run(), name="engine-loop")
-    await server.set_ready(True)
     logger.info("scheduler ready", extra={"kv": {"slots": info.num_slots, "rows": info.max_rows}})
     return RunningScheduler(server, task, worker)

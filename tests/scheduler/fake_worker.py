@@ -69,12 +69,12 @@ class FakeWorker:
             assert len(self.rows.get(ri.row, ri.prefix_slots or [])) + ri.num_new_tokens <= (
                 self.info.max_context_len
             )
-            if ri.prefix_slots is not None:
-                assert ri.sampling is not None
-                assert ri.row not in self.rows, "prefix_slots on a row in use (not released)"
+            if ri.sampling is not None:  # a request's first step: the row starts over
+                assert ri.prefix_slots is not None, "a first step without prefix_slots"
                 self.rows[ri.row] = list(ri.prefix_slots)
             else:
-                assert ri.sampling is None and ri.row in self.rows
+                assert ri.prefix_slots is None, "prefix_slots without sampling"
+                assert ri.row in self.rows, "a row with no request (never started or released)"
             row = self.rows[ri.row]
             ids = ri.token_ids if ri.token_ids is not None else [self.last[ri.row]]
             assert len(ids) == len(ri.new_slots) > 0
@@ -94,6 +94,7 @@ class FakeWorker:
             self.last[ri.row] = tok
             toks.append(tok)
         for r in step.release_rows:
+            # NOTE: like the real worker, rows are released after the step ran.
             assert r not in seen_rows, "row released in a step that uses it"
             self.rows.pop(r, None)
             self.last.pop(r, None)
@@ -108,7 +109,7 @@ def drive(
     events: list[TokenEvent] = []
     for _ in range(max_steps):
         if not sched.has_work:
-            return events + sched.take_events()
+            return events
         step = sched.next_step()
         if step is not None:
             pending.append(worker.run(step))
@@ -116,7 +117,6 @@ def drive(
         if pending and (len(pending) > limit or step is None):
             events += sched.on_result(pending.popleft())
         elif step is None:
-            events += sched.take_events()
             if sched.has_work and not pending:
                 raise AssertionError("scheduler stalled: work left, nothing scheduled")
     raise AssertionError("too many steps")

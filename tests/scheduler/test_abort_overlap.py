@@ -61,7 +61,7 @@ def test_finished_request_in_next_step_is_dropped(sched, info):
 @pytest.mark.parametrize("cache", [True, False])
 def test_abort_half_mid_stream_no_leak(seed, cache):
     info = make_info(num_slots=300, max_rows=16, page_size=1 + seed % 2 * 3)
-    cfg = SchedulerCoreConfig(enable_cache=cache, chunked_prefill_size=32)
+    cfg = SchedulerCoreConfig(disable_radix_cache=not cache, chunked_prefill_size=32)
     sched = Scheduler(cfg, info)
     w = FakeWorker(info, eos_every=50)
     rng = random.Random(seed)
@@ -117,15 +117,16 @@ def test_finished_requests_leave_by_step_n_plus_2():
     assert_no_leak(sched)
 
 
-def test_abort_all_frees_everything(sched, info):
+def test_fail_all_frees_everything(sched, info):
     w = FakeWorker(info)
     for i in range(6):
         sched.add_request(make_req(str(i), [i + 1] * 30, max_new=20, ignore_eos=True))
     s0 = sched.next_step()
     sched.next_step()
     sched.on_result(w.run(s0))
-    events = sched.abort_all("worker restarted")
+    events = sched.fail_all("worker unavailable: restarted")
     assert sorted(e.rid for e in events) == [str(i) for i in range(6)]
-    assert all(e.finish_reason.message == "worker restarted" for e in events)
+    assert all(e.finish_reason.kind == FinishKind.ERROR for e in events)
+    assert all(e.finish_reason.message == "worker unavailable: restarted" for e in events)
     assert not sched.has_work
     assert_no_leak(sched)

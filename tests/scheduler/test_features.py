@@ -102,14 +102,52 @@ def test_retraction_picks_fewest_outputs_and_outputs_stay_exact():
     assert_no_leak(sched)
 
 
-def test_oom_lone_request_aborts_with_event():
-    info = make_info(num_slots=21, ctx=64)
+def test_request_that_cannot_fit_alone_is_refused_and_one_that_just_fits_runs():
+    info = make_info(num_slots=21, ctx=64)  # 20 usable slots
     sched = Scheduler(SchedulerCoreConfig(), info)
-    sched.add_request(make_req("a", [3] * 15, max_new=10, ignore_eos=True))
+    with pytest.raises(ValueError, match="max_new_tokens: 15 prompt tokens \\+ 7 new"):
+        sched.add_request(make_req("a", [3] * 15, max_new=7, ignore_eos=True))
+    assert not sched.has_work
+    sched.add_request(make_req("b", [3] * 15, max_new=6, ignore_eos=True))  # 20 slots at peak
     events = drive(sched, FakeWorker(info))
-    last = events[-1]
-    assert last.rid == "a" and last.finish_reason.kind == FinishKind.ABORT
-    assert "capacity" in last.finish_reason.message
+    assert [t for e in events for t in e.token_ids] == reference([3] * 15, 6, info, 0)
+    assert events[-1].finish_reason.kind == FinishKind.LENGTH
+    assert_no_leak(sched)
+
+
+@pytest.mark.parametrize("page_size", [1, 4])
+def test_retracted_request_at_its_peak_is_readmitted_alone(page_size):
+    """A request back in the queue with one token left needs the whole pool: it runs alone."""
+    info = make_info(num_slots=40 + page_size, ctx=64, page_size=page_size)  # 40 usable
+    sched = Scheduler(SchedulerCoreConfig(), info)
+    req = make_req("big", [5] * 10, max_new=31, ignore_eos=True)  # 40 slots at peak
+    req.output_ids = reference(req.input_ids, 30, info, 0)  # as if retracted after 30 tokens
+    sched.add_request(req)
+    step = sched.next_step()
+    assert step is not None and len(step.reqs[0].new_slots) == 40
+    events = sched.on_result(FakeWorker(info).run(step))
+    assert req.output_ids == reference(req.input_ids, 31, info, 0)
+    assert events[0].finish_reason.kind == FinishKind.LENGTH
+    assert_no_leak(sched)
+
+
+def test_retraction_under_pressure_keeps_outputs_exact():
+    info = make_info(num_slots=41, ctx=64)  # 40 usable
+    cfg = SchedulerCoreConfig(
+        init_new_token_ratio=0.0, min_new_token_ratio=0.0, clip_max_new_tokens=1
+    )
+    sched = Scheduler(cfg, info)
+    w = FakeWorker(info)
+    small = make_req("small", [6] * 8, max_new=25, ignore_eos=True)
+    big = make_req("big", [5] * 10, max_new=31, ignore_eos=True)  # 40 slots at peak
+    sched.add_request(small)
+    for _ in range(4):
+        sched.on_result(w.run(sched.next_step()))
+    sched.add_request(big)
+    drive(sched, w)
+    assert big.output_ids == reference(big.input_ids, 31, info, 0)
+    assert small.output_ids == reference(small.input_ids, 25, info, 0)
+    assert big.num_retractions >= 1
     assert_no_leak(sched)
 
 
@@ -143,7 +181,7 @@ def test_shared_prefix_hits_and_same_outputs_as_cache_off(page_size):
     info = make_info(page_size=page_size)
     outs = {}
     for cache in (True, False):
-        sched = Scheduler(SchedulerCoreConfig(enable_cache=cache), info)
+        sched = Scheduler(SchedulerCoreConfig(disable_radix_cache=not cache), info)
         system = [(i * 13) % 97 + 1 for i in range(64)]
         for i in range(16):
             sched.add_request(make_req(str(i), system + [i + 1, i + 2], max_new=6))
@@ -170,22 +208,23 @@ def test_extra_key_namespaces_in_scheduler():
     assert hits == {"b": 0, "c": 29}
 
 
-def test_two_rows_one_spare():
-    info = make_info(max_rows=2)
+@pytest.mark.parametrize("overlap", [True, False])
+@pytest.mark.parametrize("max_rows", [1, 2])
+def test_every_row_can_run(max_rows, overlap):
+    """No spare row: a released row is reused at once (its new request starts it over)."""
+    info = make_info(max_rows=max_rows)
     sched = Scheduler(SchedulerCoreConfig(), info)
     reqs = {str(i): [i + 1] * 5 for i in range(5)}
     for rid, p in reqs.items():
         sched.add_request(make_req(rid, p, max_new=3))
-    assert sched.max_running == 1
-    events = drive(sched, FakeWorker(info))
+    assert sched.max_running == max_rows
+    worker = FakeWorker(info)
+    first = sched.next_step()
+    assert len(first.reqs) == max_rows
+    events = sched.on_result(worker.run(first)) + drive(sched, worker, overlap=overlap)
     for rid, p in reqs.items():
         assert [t for e in events if e.rid == rid for t in e.token_ids] == reference(p, 3, info, 0)
     assert_no_leak(sched)
-
-
-def test_one_row_is_refused():
-    with pytest.raises(ValueError, match="max_rows"):
-        Scheduler(SchedulerCoreConfig(), make_info(max_rows=1))
 
 
 def test_page_size_from_worker_flush_logprobs_and_fail_step():
@@ -199,8 +238,9 @@ def test_page_size_from_worker_flush_logprobs_and_fail_step():
     assert sched.flush_cache() == (True, 8)
     sched.add_request(make_req("b", [1] * 9, max_new=5))
     step = sched.next_step()
-    (ev,) = sched.fail_step(step, "worker unavailable")
+    (ev,) = sched.fail_step(step.step_id, "worker unavailable")
     assert ev.rid == "b" and ev.finish_reason.message == "worker unavailable"
+    assert ev.finish_reason.kind == FinishKind.ERROR
     assert not sched.has_work
     assert_no_leak(sched)
 

@@ -111,8 +111,12 @@ def test_validation_names_fields(sched):
     with pytest.raises(ValueError, match="rid"):
         sched.add_request(make_req("f", [1], max_new=1))
     small = Scheduler(SchedulerCoreConfig(), make_info(num_slots=16))
-    with pytest.raises(ValueError, match="KV capacity"):
-        small.add_request(make_req("g", [1] * 15, max_new=1))
+    with pytest.raises(ValueError, match="input_ids: 16 tokens exceed the KV capacity"):
+        small.add_request(make_req("g", [1] * 16, max_new=1))
+    with pytest.raises(ValueError, match="max_new_tokens: .* the KV capacity is 15"):
+        small.add_request(make_req("h", [1] * 15, max_new=2))
+    small.add_request(make_req("i", [1] * 15, max_new=1))  # exactly the pool
+    assert small.max_request_len == 16
 
 
 def test_max_running_requests(info):

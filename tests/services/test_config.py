@@ -23,9 +23,10 @@ def test_env_then_flag(monkeypatch):
 
 
 def test_bool_flag_and_env(monkeypatch):
-    assert parse_config(SchedulerConfig, ["--disable-radix-cache"]).disable_radix_cache is True
+    cfg = parse_config(SchedulerConfig, ["--disable-radix-cache"])
+    assert cfg.core.disable_radix_cache is True
     monkeypatch.setenv("RADIXSERVE_DISABLE_RADIX_CACHE", "yes")
-    assert parse_config(SchedulerConfig, []).disable_radix_cache is True
+    assert parse_config(SchedulerConfig, []).core.disable_radix_cache is True
     monkeypatch.setenv("RADIXSERVE_DISABLE_RADIX_CACHE", "maybe")
     with pytest.raises(ValueError, match="RADIXSERVE_DISABLE_RADIX_CACHE"):
         parse_config(SchedulerConfig, [])
