@@ -62,6 +62,7 @@ def render(target: str) -> tuple[Doc, ...]:
             {
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
                 "kind": "Kustomization",
+                "namespace": "radixserve",
                 "resources": [rel(f"overlays/{overlay}")],
                 "components": [rel(c) for c in OPT_IN],
             }

@@ -30,7 +30,9 @@ def test_flags_and_env_names_exist_in_the_code(target: str) -> None:
         names = {e["name"] for e in c.get("env", [])}
         for src in c.get("envFrom", []):
             names |= set(maps[src["configMapRef"]["name"]])
-        stray = {n for n in names if n.startswith("RADIXSERVE_")} - wiring.env_names(module, pending)
+        stray = {n for n in names if n.startswith("RADIXSERVE_")} - wiring.env_names(
+            module, pending
+        )
         assert not stray, f"{target} {where}: {module} does not read {sorted(stray)}"
 
 
