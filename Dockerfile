@@ -26,7 +26,9 @@ ARG SMOLLM2_VERSION
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
-RUN python -m venv /opt/venv
+# A named user for uid 10001: getpass.getuser() (torch, Triton caches) needs a passwd entry.
+RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin radixserve \
+    && python -m venv /opt/venv
 WORKDIR /app
 # Dependencies first (from pyproject) so that a code change rebuilds only the last layers.
 COPY pyproject.toml ./
@@ -65,6 +67,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc \
     && rm -rf /var/lib/apt/lists/* \
+    && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin radixserve \
     && python3 -m venv /opt/venv
 WORKDIR /app
 COPY pyproject.toml ./
