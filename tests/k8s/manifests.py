@@ -103,9 +103,17 @@ def container_env(docs: tuple[Doc, ...], container: Doc, fields: dict[str, str])
     """The container's environment as the kubelet builds it: ``envFrom`` ConfigMaps in order, then
     ``env`` (literal values, ``$(VAR)`` expanded, ``fieldRef`` values from ``fields``)."""
     maps = config_maps(docs)
+    secrets = {d["metadata"]["name"]: d.get("stringData", {}) for d in by_kind(docs, "Secret")}
     env: dict[str, str] = {}
     for src in container.get("envFrom", []):
-        env.update(maps[src["configMapRef"]["name"]])
+        if "configMapRef" in src:
+            env.update(maps[src["configMapRef"]["name"]])
+        elif src["secretRef"]["name"] in secrets:
+            env.update(secrets[src["secretRef"]["name"]])
+        elif not src["secretRef"].get("optional"):
+            raise KeyError(
+                f"{container['name']}: Secret {src['secretRef']['name']} is not rendered"
+            )
     for item in container.get("env", []):
         if "value" in item:
             env[item["name"]] = expand(item["value"], env)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
+import argparse
 
-from services.common.config import env_name
+from services.common.config import add_config_arguments, env_name
 from services.scheduler.config import SchedulerConfig
 from services.tokenizer.config import TokenizerConfig
 from services.worker.config import WorkerConfig
@@ -20,12 +20,24 @@ CONFIGS: dict[str, type] = {
 COMMON_ENV = {"RADIXSERVE_LOG_LEVEL", "RADIXSERVE_LOG_FORMAT", "RADIXSERVE_SWITCH_INTERVAL"}
 EXTRA_ENV = {"services.worker": {"RADIXSERVE_OPS"}}
 # Left unset on purpose (see k8s/base/config/worker.env).
-UNSET_ON_PURPOSE = {"RADIXSERVE_OPS"}
-# NOTE: flags other branches add (issue 8: --tp/--nnodes/--node-rank on the worker; issue 10:
-# --drain-seconds on the tokenizer). The tp and multinode overlays use them; cpu-demo must not.
+UNSET_ON_PURPOSE = {"RADIXSERVE_OPS", "RADIXSERVE_API_KEY"}
+# NOTE: settings other branches add (issue 8: tensor parallel; issue 10: limits, drain, worker
+# recovery; issue 11: CORS). Their variables may sit in the ConfigMaps today (unread until those
+# branches land); their flags only in overlays that need the new code, never in cpu-demo.
 PENDING = {
-    "services.worker": {"tp", "nnodes", "node_rank"},
-    "services.tokenizer": {"drain_seconds"},
+    "services.worker": {"tp", "nnodes", "node_rank", "master_addr", "master_port", "tp_timeout"},
+    "services.tokenizer": {
+        "max_concurrent_requests",
+        "max_body_bytes",
+        "max_stop_strings",
+        "max_stop_chars",
+        "max_input_tokens",
+        "request_timeout_seconds",
+        "drain_seconds",
+        "api_key",
+        "allowed_origins",
+    },
+    "services.scheduler": {"step_timeout_seconds", "reconnect_max_seconds"},
 }
 
 
@@ -38,7 +50,10 @@ def module_of(container: Doc) -> str | None:
 
 
 def fields(module: str, pending: bool = False) -> set[str]:
-    names = {f.name for f in dataclasses.fields(CONFIGS[module])}
+    """The service's flag names (as field names), as its own parser builds them."""
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, CONFIGS[module])
+    names = {a.dest for a in parser._actions if a.dest != "help"}
     return names | (PENDING.get(module, set()) if pending else set())
 
 
