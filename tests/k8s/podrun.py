@@ -10,6 +10,7 @@ test runs it in a fresh network namespace, so the manifest's fixed ports cannot 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -31,6 +32,12 @@ from tests.k8s.manifests import ROOT, Doc, by_kind, container_env, expand, pod_t
 logger = logging.getLogger(__name__)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when this runner dies, even by SIGKILL (a test timeout), so that
+    no service outlives the run."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -98,6 +105,7 @@ def start(docs: tuple[Doc, ...], logs: Path) -> list[Proc]:
                 stdout=log.open("w"),
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
             proc = Proc(f"{pod}/{c['name']}", c, spec["terminationGracePeriodSeconds"], popen, log)
             for kind in PROBES:
@@ -204,12 +212,13 @@ def chat(http_port: int, checks: list[str]) -> None:
 
 def stop(procs: list[Proc], checks: list[str]) -> None:
     """SIGTERM (as the kubelet sends after preStop); each must exit within its grace period."""
+    t0 = time.monotonic()
     for p in procs:
         if p.popen.poll() is None:
             p.popen.send_signal(signal.SIGTERM)
     for p in procs:
         try:
-            code = p.popen.wait(timeout=min(p.grace, 30))
+            code = p.popen.wait(timeout=max(0.1, t0 + p.grace - time.monotonic()))
             checks.append(f"{p.name} stopped on SIGTERM (exit {code})")
         except subprocess.TimeoutExpired:
             p.popen.kill()
