@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,14 @@ def test_custom_resources_validate_against_their_crds(target: str) -> None:
         assert {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject"} <= seen
     if target.startswith("multinode"):
         assert "LeaderWorkerSet" in seen
+
+
+def test_crd_schemas_name_their_source() -> None:
+    for path in CRDS.glob("*.json"):
+        src = json.loads(path.read_text())["x-source"]
+        assert re.fullmatch(r"v\d+\.\d+\.\d+", src["version"]), path
+        assert re.fullmatch(r"[0-9a-f]{40}", src["commit"]) and src["repository"], path
+    assert len(crd_schemas()) == 5
 
 
 def test_crd_checks_catch_a_misspelt_field() -> None:

@@ -175,3 +175,20 @@ def test_tensor_parallel_settings() -> None:
             f = wiring.flags(c)
             assert f["nnodes"] == "$(LWS_GROUP_SIZE)", where
             assert f["node_rank"] == "$(LWS_WORKER_INDEX)", where
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_grace_period_covers_the_prestop_and_the_drain(target: str) -> None:
+    """The kubelet kills at terminationGracePeriodSeconds, counted from the start of preStop: the
+    preStop sleep plus the front door's drain must fit, or in-flight streams are cut."""
+    docs = render(target)
+    for where, spec, c, module in service_containers(target):
+        command = c["lifecycle"]["preStop"]["exec"]["command"]
+        assert command[0] == "sleep", where
+        budget = int(command[1])
+        if module == "services.tokenizer":
+            env = {}
+            for src in c.get("envFrom", []):
+                env.update(config_maps(docs).get(src.get("configMapRef", {}).get("name"), {}))
+            budget += float(env.get("RADIXSERVE_DRAIN_SECONDS", "30"))
+        assert budget < spec["terminationGracePeriodSeconds"], f"{target} {where}: {budget}s"
