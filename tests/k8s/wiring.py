@@ -1,0 +1,73 @@
+"""What the services read (flags, environment variables), and what a container passes them."""
+
+from __future__ import annotations
+
+import argparse
+
+from services.common.config import add_config_arguments, env_name
+from services.scheduler.config import SchedulerConfig
+from services.tokenizer.config import TokenizerConfig
+from services.worker.config import WorkerConfig
+from tests.k8s.manifests import Doc
+
+CONFIGS: dict[str, type] = {
+    "services.tokenizer": TokenizerConfig,
+    "services.scheduler": SchedulerConfig,
+    "services.worker": WorkerConfig,
+}
+# Variables read outside the config dataclasses (services/common/logs.py, server.py, and the
+# worker's elementwise-ops switch in services/worker/layers/ops.py).
+COMMON_ENV = {"RADIXSERVE_LOG_LEVEL", "RADIXSERVE_LOG_FORMAT", "RADIXSERVE_SWITCH_INTERVAL"}
+EXTRA_ENV = {"services.worker": {"RADIXSERVE_OPS"}}
+# Left unset on purpose (see k8s/base/config/worker.env).
+UNSET_ON_PURPOSE = {"RADIXSERVE_OPS", "RADIXSERVE_API_KEY"}
+# NOTE: settings other branches add (issue 8: tensor parallel; issue 10: limits, drain, worker
+# recovery; issue 11: CORS). Their variables may sit in the ConfigMaps today (unread until those
+# branches land); their flags only in overlays that need the new code, never in cpu-demo.
+PENDING = {
+    "services.worker": {"tp", "nnodes", "node_rank", "master_addr", "master_port", "tp_timeout"},
+    "services.tokenizer": {
+        "max_concurrent_requests",
+        "max_body_bytes",
+        "max_stop_strings",
+        "max_stop_chars",
+        "max_input_tokens",
+        "request_timeout_seconds",
+        "drain_seconds",
+        "api_key",
+        "allowed_origins",
+    },
+    "services.scheduler": {"step_timeout_seconds", "reconnect_max_seconds"},
+}
+
+
+def module_of(container: Doc) -> str | None:
+    """``services.x`` when the container runs ``python -m services.x``."""
+    cmd = container.get("command", [])
+    if len(cmd) >= 3 and cmd[0] == "python" and cmd[1] == "-m" and cmd[2] in CONFIGS:
+        return cmd[2]
+    return None
+
+
+def fields(module: str, pending: bool = False) -> set[str]:
+    """The service's flag names (as field names), as its own parser builds them."""
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, CONFIGS[module])
+    names = {a.dest for a in parser._actions if a.dest != "help"}
+    return names | (PENDING.get(module, set()) if pending else set())
+
+
+def env_names(module: str, pending: bool = False) -> set[str]:
+    extra = COMMON_ENV | EXTRA_ENV.get(module, set())
+    return {env_name(f) for f in fields(module, pending)} | extra
+
+
+def flags(container: Doc) -> dict[str, str]:
+    """``--name=value`` args as ``{"name": "value"}`` (every arg must have that form)."""
+    out: dict[str, str] = {}
+    for arg in container.get("args", []):
+        if not arg.startswith("--") or "=" not in arg:
+            raise AssertionError(f"arg {arg!r}: write flags as --name=value")
+        name, _, value = arg[2:].partition("=")
+        out[name.replace("-", "_")] = value
+    return out
