@@ -123,7 +123,7 @@ class EngineLoop:
                 step = self.core.next_step()
                 if step is not None:
                     self.metrics.schedule_seconds.observe(time.perf_counter() - start)
-                    self.metrics.batch_size.labels(step.mode.name.lower()).observe(len(step.reqs))
+                    self.metrics.observe_step(step)
                     await call.write(pbconv.step_to_pb(step))
                     self._in_flight.append(step)
             if step is not None and len(self._in_flight) < MAX_IN_FLIGHT:
@@ -183,6 +183,7 @@ class EngineLoop:
         if stats.num_retractions > self._retractions_seen:
             self.metrics.retractions.inc(stats.num_retractions - self._retractions_seen)
             self._retractions_seen = stats.num_retractions
+        self.metrics.sync(self.core)
 
 
 def _event_output(rid: str, ev: TokenEvent) -> scheduler_pb2.RequestOutput:

@@ -142,7 +142,7 @@ async def start_scheduler(cfg: SchedulerConfig) -> RunningScheduler:
     """Opens the port, waits for the worker, sizes the core from it, starts the step loop."""
     metrics = SchedulerMetrics()
     serve_metrics(metrics.registry, cfg.metrics_port)
-    server = ServiceServer("scheduler", f"{cfg.host}:{cfg.port}", [SERVICE])
+    server = ServiceServer("scheduler", f"{cfg.host}:{cfg.port}", [SERVICE], metrics.registry)
     worker = WorkerClient(cfg.worker_address)
     servicer = SchedulerServicer()
     await server.start(
@@ -150,6 +150,7 @@ async def start_scheduler(cfg: SchedulerConfig) -> RunningScheduler:
     )
     await worker.wait_ready(cfg.worker_wait_seconds)
     info = await worker.get_info()
+    metrics.model_name = info.model_name
     loop = EngineLoop(build_core(cfg, info), worker, metrics)
     servicer.attach(loop, info)
     task = asyncio.create_task(loop.run(), name="engine-loop")
