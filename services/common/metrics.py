@@ -12,7 +12,12 @@ import copy
 import logging
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, disable_created_metrics, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+    disable_created_metrics,
+    start_http_server,
+)
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
@@ -72,11 +77,16 @@ class ServiceMetrics:
     """Base of each service's metrics: ``registry`` is what ``/metrics`` serves; metrics are
     created in ``inner`` (``self.r``) and get ``model_name`` once :attr:`model_name` is set."""
 
+    SERVICE = ""  # tokenizer, scheduler or worker
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.r = CollectorRegistry()
         self.model_name = ""
         self.registry.register(_ModelLabel(self.r, self))
+        # Always 1: the dashboards' instance and model filters list its label values.
+        info = Gauge("radixserve_build_info", "Service identity", ["service"], registry=self.r)
+        info.labels(self.SERVICE).set(1)
 
 
 def serve_metrics(registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> None:

@@ -15,6 +15,8 @@ from services.common.metrics import LATENCY_BUCKETS, REQUEST_BUCKETS, SIZE_BUCKE
 
 
 class SchedulerMetrics(ServiceMetrics):
+    SERVICE = "scheduler"
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__(registry)
         r = self.r

@@ -69,6 +69,8 @@ class _Tracker:
 
 
 class TokenizerMetrics(ServiceMetrics):
+    SERVICE = "tokenizer"
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__(registry)
         r = self.r

@@ -29,7 +29,6 @@ class _MetricsMiddleware:
             return
         endpoint = _ENDPOINTS.get(scope["path"], "other")
         token = ENDPOINT.set(endpoint)
-        streams = self.metrics.open_streams.labels(endpoint)
         opened = False
 
         async def counting_send(message: dict) -> None:
@@ -41,14 +40,14 @@ class _MetricsMiddleware:
                 headers = dict(message.get("headers") or [])
                 if headers.get(b"content-type", b"").startswith(b"text/event-stream"):
                     opened = True
-                    streams.inc()
+                    self.metrics.open_streams.labels(endpoint).inc()
             await send(message)
 
         try:
             await self.app(scope, receive, counting_send)
         finally:
             if opened:
-                streams.dec()
+                self.metrics.open_streams.labels(endpoint).dec()
             ENDPOINT.reset(token)
 
 

@@ -28,6 +28,8 @@ MODES = {1: "prefill", 2: "decode", 3: "mixed"}  # ForwardMode values
 
 
 class WorkerMetrics(ServiceMetrics):
+    SERVICE = "worker"
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__(registry)
         r = self.r
