@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import (
-    CollectorRegistry,
-    Gauge,
-    disable_created_metrics,
-    start_http_server,
-)
+from prometheus_client import CollectorRegistry, Gauge, disable_created_metrics, make_wsgi_app
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
@@ -89,9 +87,33 @@ class ServiceMetrics:
         info.labels(self.SERVICE).set(1)
 
 
-def serve_metrics(registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> None:
-    """Serves ``/metrics`` for ``registry``; port 0 or negative disables it."""
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass  # one line per scrape is noise
+
+
+def serve_metrics(
+    registry: CollectorRegistry, port: int, host: str = "0.0.0.0"
+) -> WSGIServer | None:
+    """Serves ``/metrics`` for ``registry`` on a daemon thread; port 0 or negative disables it.
+
+    Always the classic text format: prometheus-client (0.26) writes OpenMetrics sample names with
+    ``:`` escaped to ``_`` while their TYPE lines keep the colon, so a Prometheus that negotiates
+    OpenMetrics would lose the ``vllm:*`` gauges the inference gateway reads.
+    """
     if port <= 0:
-        return
-    start_http_server(port, addr=host, registry=registry)
+        return None
+    app = make_wsgi_app(registry)
+
+    def text_only(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        environ["HTTP_ACCEPT"] = "text/plain"
+        return app(environ, start_response)
+
+    httpd = make_server(host, port, text_only, _Server, handler_class=_QuietHandler)
+    threading.Thread(target=httpd.serve_forever, name="metrics-http", daemon=True).start()
     logger.info("metrics serving", extra={"kv": {"port": port}})
+    return httpd

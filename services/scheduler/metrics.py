@@ -108,6 +108,8 @@ class SchedulerMetrics(ServiceMetrics):
             registry=r,
         )
         self._seen: dict[str, int] = {}
+        for reason in ("stop", "length", "abort", "error"):  # present from the start, at 0
+            self.requests.labels(reason)
 
     def observe_step(self, step: object) -> None:
         """One step built by the core: batch size, prefill tokens and decoding requests."""

@@ -28,6 +28,8 @@ from services.tokenizer.manager import Chunk
 from services.tokenizer.prompts import GenerateInput
 
 GRPC_GENERATE = "grpc_generate"
+ENDPOINTS = ("chat", "completions", GRPC_GENERATE)
+FINISH_REASONS = ("stop", "length", "abort", "error")
 ENDPOINT: contextvars.ContextVar[str] = contextvars.ContextVar("endpoint", default=GRPC_GENERATE)
 
 
@@ -122,6 +124,13 @@ class TokenizerMetrics(ServiceMetrics):
         self.detokenize_seconds = _hist(
             r, "detokenize_seconds", "Time of one decode call", LATENCY_BUCKETS
         )
+
+        # Series exist from the start (at 0), so rates and alerts see the first event.
+        for endpoint in ENDPOINTS:
+            self.running.labels(endpoint)
+            self.open_streams.labels(endpoint)
+            for reason in FINISH_REASONS:
+                self.requests.labels(endpoint, reason)
 
     def instrument(self, tokenizer: Any) -> None:
         """Times the tokenizer's ``encode`` and ``decode`` (every prompt and detokenizer step

@@ -58,6 +58,8 @@ class WorkerMetrics(ServiceMetrics):
             "radixserve_worker_model_load_seconds", "Time to load the model", registry=r
         )
         self.errors = Counter("radixserve_worker_step_errors", "Failed steps", registry=r)
+        for path in ("cuda_graph", "eager"):  # present from the start, at 0
+            self.forwards.labels(path)
         self._roofline_metrics(r)
         self.runner: Any = None
         self.cost: Any = None
