@@ -18,13 +18,14 @@ from services.scheduler.config import SchedulerConfig
 from services.scheduler.core_config import SchedulerCoreConfig
 from services.scheduler.engine_loop import ClientStream, EngineLoop
 from services.scheduler.metrics import SchedulerMetrics
+from services.scheduler.profiling import EngineProfileRPCs
 from services.scheduler.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 SERVICE = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
 
 
-class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
+class SchedulerServicer(EngineProfileRPCs, scheduler_pb2_grpc.SchedulerServiceServicer):
     """Serves once :meth:`attach` gave it the engine loop; UNAVAILABLE before."""
 
     def __init__(self) -> None:

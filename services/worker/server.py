@@ -16,12 +16,13 @@ from services.common.metrics import serve_metrics
 from services.common.server import ServiceServer
 from services.worker.config import WorkerConfig
 from services.worker.metrics import WorkerMetrics
+from services.worker.profiling import ProfileRPCs
 
 logger = logging.getLogger(__name__)
 SERVICE = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
 
 
-class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
+class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
     """Serves one ModelRunner. The runner is set once the model has loaded."""
 
     def __init__(self, metrics: WorkerMetrics, step_thread: bool = False) -> None:

@@ -31,7 +31,7 @@ from tests.observability.promql import (
     substitute,
 )
 from tests.observability.tools import need
-from tests.stack import Stack, free_port, start_stack
+from tests.stack import Stack, free_port
 
 pytestmark = pytest.mark.timeout(300)
 JOBS = ("tokenizer", "scheduler", "worker")
@@ -113,10 +113,10 @@ def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-d
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory, obs_stack: Stack) -> Iterator[Served]:
     binary = need("prometheus")
     tmp = tmp_path_factory.mktemp("prometheus")
-    stack = start_stack(worker={"num_slots": 2048, "max_rows": 8})
+    stack = obs_stack
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -142,7 +142,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     finally:
         proc.terminate()
         proc.wait(10)
-        stack.stop()
 
 
 def _ready(url: str) -> bool:
