@@ -93,3 +93,8 @@ bench-serving: setup
 
 clean:
 	rm -rf radixserve $(TOOLS) .pytest_cache .ruff_cache
+
+# Profile a serving workload on a GPU: torch-profiler Chrome trace of a serving window, then ncu by
+# kernel group (attention, GEMM, norm/elementwise) -> bench/profile/out/{serving.trace.json,kernels.md}.
+profile: setup
+	$(PY) bench/profile/profile.py all $(PROFILE_ARGS)
