@@ -107,11 +107,15 @@ class WorkerMetrics(ServiceMetrics):
         self.runner = runner
         self.model_name = runner.info.model_name
         self.kv_slots.set(runner.info.num_slots)
-        self.cost = ModelCost.of(runner.model, runner.info)
-        ceilings = measure_ceilings(runner.device, runner.dtype)
-        self.ceilings = ceilings
-        self.peak_bandwidth.set(ceilings.bandwidth)
-        self.peak_flops.set(ceilings.flops)
+        try:
+            ceilings = measure_ceilings(runner.device, runner.dtype)
+        except RuntimeError as exc:  # e.g. no memory left for the scratch buffers
+            logger.warning("roofline off: cannot measure the ceilings: %s", exc)
+        else:
+            self.ceilings = ceilings
+            self.peak_bandwidth.set(ceilings.bandwidth)
+            self.peak_flops.set(ceilings.flops)
+            self.cost = ModelCost.of(runner.model, runner.info)
         self.r.register(_MemoryCollector(runner))
         graphs = getattr(runner, "graphs", None)
         if graphs is not None:
