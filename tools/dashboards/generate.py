@@ -105,7 +105,7 @@ def single(lay: Layout, title: str, expr: str, unit: str, desc: str) -> stat.Pan
 def variables(board: db.Dashboard) -> db.Dashboard:
     board.with_variable(db.DatasourceVariable("datasource").label("Data source").type("prometheus"))
     for name, label in (("instance", "Instance"), ("model_name", "Model")):
-        board.with_variable(
+        var = (
             db.QueryVariable(name)
             .label(label)
             .datasource(DS)
@@ -113,8 +113,10 @@ def variables(board: db.Dashboard) -> db.Dashboard:
             .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
             .multi(True)
             .include_all(True)
-            .all_value(".*")
         )
+        # NOTE: "All" instances is the list of radixserve's own (Grafana joins the values), so
+        # the gRPC and `up` panels skip other services of a shared Prometheus.
+        board.with_variable(var if name == "instance" else var.all_value(".*"))
     return board
 
 
