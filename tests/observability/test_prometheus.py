@@ -236,3 +236,38 @@ def test_every_rule_expression_runs(served: Served) -> None:
     rules = [r for g in groups for r in g["rules"]]
     assert len(rules) == len(rule_queries())
     assert all(r["health"] == "ok" for r in rules), [r.get("lastError") for r in rules]
+
+
+def _value(text: str, name: str, **labels: str) -> float:
+    return sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+def test_workload_moved_the_right_series(served: Served) -> None:
+    """The workload's events land under the right labels (not just somewhere)."""
+    tok, sched, work = (served.scrapes[n] for n in JOBS)
+    assert _value(tok, "radixserve_frontend_requests_total", endpoint="completions") == 2
+    assert _value(tok, "radixserve_frontend_requests_total", endpoint="chat") == 1
+    assert _value(tok, "radixserve_frontend_requests_total", endpoint="grpc_generate") == 1
+    assert _value(tok, "radixserve_frontend_errors_total", endpoint="completions", code="400") == 1
+    assert _value(tok, "radixserve_frontend_open_streams") == 0  # every stream closed
+    assert _value(tok, "radixserve_time_to_first_token_seconds_count") == 4
+    assert _value(tok, "radixserve_tokenize_seconds_count") >= 4
+    generate = {"grpc_method": "Generate", "grpc_service": "radixserve.v1.TokenizerService"}
+    assert _value(tok, "grpc_server_handled_total", grpc_code="INVALID_ARGUMENT", **generate) == 1
+    assert _value(tok, "grpc_server_handled_total", grpc_code="OK", **generate) == 1
+    assert _value(sched, "radixserve_prefix_cache_hits_total") > 0  # the shared prefix
+    assert _value(sched, "radixserve_request_queue_time_seconds_count") == 4
+    assert _value(sched, "grpc_server_started_total", grpc_method="Connect") == 1
+    assert _value(work, "radixserve_worker_forwards_total", path="eager") > 0
+    decode = _value(work, "radixserve_worker_memory_bandwidth_utilization_ratio_sum", mode="decode")
+    assert (
+        0
+        < decode
+        / _value(work, "radixserve_worker_memory_bandwidth_utilization_ratio_count", mode="decode")
+        < 1.5
+    )
