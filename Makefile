@@ -17,6 +17,7 @@ TORCH_PIN ?= torch==2.13.0
 
 .PHONY: all setup protos lint format test test-gpu run bench bench-kernels bench-scheduler \
 	bench-engine bench-serving clean
+.PHONY: dashboards prometheus profile
 
 all: setup
 
@@ -55,6 +56,18 @@ format: setup
 
 test: setup lint
 	$(BIN)/pytest
+
+# The observability tests run a real Prometheus (Debian's package) and promtool.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+test: prometheus
+prometheus:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+		{ $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -q --no-install-recommends prometheus; }
+
+# Grafana dashboards as code -> k8s/monitoring/dashboards/*.json (a test checks they are current).
+dashboards: setup
+	$(PY) -m tools.dashboards.generate
 
 test-gpu: setup
 	$(BIN)/pytest -m gpu
@@ -104,3 +117,8 @@ images:
 	docker build --target server -t radixserve:$(IMAGE_TAG) .
 	docker build --target cpu -t radixserve-cpu:$(IMAGE_TAG) .
 	docker build --target worker-cuda -t radixserve-cuda:$(IMAGE_TAG) .
+
+# Profile a serving workload on a GPU: torch-profiler Chrome trace of a serving window, then ncu by
+# kernel group (attention, GEMM, norm/elementwise) -> bench/profile/out/{serving.trace.json,kernels.md}.
+profile: setup
+	$(PY) bench/profile/profile.py all $(PROFILE_ARGS)

@@ -17,8 +17,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
-from services.common.interceptors import LoggingInterceptor
+from services.common.interceptors import LoggingInterceptor, MetricsInterceptor
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +36,20 @@ GRPC_OPTIONS = [
 class ServiceServer:
     """One grpc.aio server with health and reflection for the given full service names."""
 
-    def __init__(self, name: str, address: str, service_names: Iterable[str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        address: str,
+        service_names: Iterable[str],
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.name = name
         self.address = address
         self.service_names = list(service_names)
-        self.server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[LoggingInterceptor()])
+        interceptors: list[grpc.aio.ServerInterceptor] = [LoggingInterceptor()]
+        if registry is not None:  # the service's metrics registry: gRPC server metrics go there
+            interceptors.append(MetricsInterceptor(registry))
+        self.server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=interceptors)
         self.health = health_aio.HealthServicer()
         self.port = 0
 

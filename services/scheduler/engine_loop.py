@@ -171,7 +171,7 @@ class EngineLoop:
                 step = core.next_step()
                 if step is not None:
                     self.metrics.schedule_seconds.observe(time.perf_counter() - start)
-                    self.metrics.batch_size.labels(step.mode.name.lower()).observe(len(step.reqs))
+                    self.metrics.observe_step(step)
                     self._in_flight.append(step.step_id)
                     await stream.send(step)
             if step is not None and len(self._in_flight) < MAX_IN_FLIGHT:
@@ -269,3 +269,5 @@ class EngineLoop:
         elif stats.num_retractions > self._retractions_seen:
             self.metrics.retractions.inc(stats.num_retractions - self._retractions_seen)
             self._retractions_seen = stats.num_retractions
+        if self.core is not None:
+            self.metrics.sync(self.core)

@@ -59,6 +59,7 @@ class RadixCache:
         self._clock = 0
         self.evictable_size = 0
         self.protected_size = 0
+        self.evicted_tokens_total = 0  # read by the service's metrics
 
     @property
     def total_size(self) -> int:
@@ -199,6 +200,7 @@ class RadixCache:
             evicted += len(node.value)
             if parent.parent is not None and parent.is_leaf and parent.lock_ref == 0:
                 heapq.heappush(heap, (prio(parent), parent))
+        self.evicted_tokens_total += evicted
         if evicted:
             logger.debug("evicted %d tokens (asked %d)", evicted, num_tokens)
         return evicted

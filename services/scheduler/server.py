@@ -19,13 +19,14 @@ from services.scheduler.engine_io import ClientStream, LoopConfig, Outputs
 from services.scheduler.engine_loop import EngineLoop
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.request import FinishKind, Request, TokenEvent
+from services.scheduler.profiling import EngineProfileRPCs
 from services.scheduler.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 SERVICE = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
 
 
-class SchedulerServicer(scheduler_pb2_grpc.SchedulerServiceServicer):
+class SchedulerServicer(EngineProfileRPCs, scheduler_pb2_grpc.SchedulerServiceServicer):
     """Serves once :meth:`attach` gave it the engine loop; UNAVAILABLE before."""
 
     def __init__(self) -> None:
@@ -174,7 +175,7 @@ async def start_scheduler(cfg: SchedulerConfig) -> RunningScheduler:
     """
     metrics = SchedulerMetrics()
     serve_metrics(metrics.registry, cfg.metrics_port)
-    server = ServiceServer("scheduler", f"{cfg.host}:{cfg.port}", [SERVICE])
+    server = ServiceServer("scheduler", f"{cfg.host}:{cfg.port}", [SERVICE], metrics.registry)
     worker = WorkerClient(cfg.worker_address)
     servicer = SchedulerServicer()
     await server.start(
@@ -187,6 +188,7 @@ async def start_scheduler(cfg: SchedulerConfig) -> RunningScheduler:
         worker, lambda info: build_core(cfg, info), metrics, loop_cfg, on_ready=server.set_ready
     )
     info = await loop.connect(cfg.worker_wait_seconds)
+    metrics.model_name = info.model_name
     servicer.attach(loop)
     task = asyncio.create_task(loop.run(), name="engine-loop")
     logger.info("scheduler ready", extra={"kv": {"slots": info.num_slots, "rows": info.max_rows}})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -55,6 +57,7 @@ class SchedulerStats:
         self.forward_seconds_total = 0.0
         self.last_batch_size = 0
         self.last_step_tokens = 0
+        self.queue_times: deque[float] = deque(maxlen=4096)  # arrival -> first admission
 
     @property
     def num_running(self) -> int:
@@ -110,6 +113,7 @@ class SchedulerStats:
         hit = req.cache_len
         if req.num_retractions == 0:
             req.cached_tokens = hit
+            self.queue_times.append(time.monotonic() - req.arrival)  # drained by the metrics
         self.prompt_tokens_total += req.seq_len
         self.cached_tokens_total += hit
 

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from services.common.errors import InvalidArgument, NotFound, RequestError
+from services.tokenizer import observability_http
 from services.tokenizer import openai_protocol as oai
 from services.tokenizer.frontend import Frontend
 from services.tokenizer.manager import Chunk
@@ -237,6 +238,7 @@ def create_app(frontend: Frontend, metrics: TokenizerMetrics) -> FastAPI:
     app = FastAPI(title="radixserve", docs_url=None, redoc_url=None)
     serving = _Serving(frontend, metrics)
     _install_error_handlers(app)
+    observability_http.mount(app, metrics, frontend)  # metrics middleware, /start_profile
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: oai.ChatCompletionRequest, request: Request) -> Response:

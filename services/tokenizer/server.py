@@ -173,8 +173,10 @@ async def start_tokenizer(cfg: TokenizerConfig) -> RunningTokenizer:
         default_max_tokens=cfg.default_max_tokens,
     )
     link.start(manager)
+    metrics.model_name = frontend.model_name
+    metrics.instrument(tokenizer)
     servicer = TokenizerServicer(frontend, metrics)
-    server = ServiceServer("tokenizer", f"{cfg.host}:{cfg.port}", [SERVICE])
+    server = ServiceServer("tokenizer", f"{cfg.host}:{cfg.port}", [SERVICE], metrics.registry)
     await server.start(
         lambda s: tokenizer_pb2_grpc.add_TokenizerServiceServicer_to_server(servicer, s)
     )

@@ -14,15 +14,15 @@ from radixserve.v1 import worker_pb2, worker_pb2_grpc
 from services.common import pbconv
 from services.common.metrics import serve_metrics
 from services.common.server import ServiceServer
-from services.common.types import ForwardMode
 from services.worker.config import WorkerConfig
 from services.worker.metrics import WorkerMetrics
+from services.worker.profiling import ProfileRPCs
 
 logger = logging.getLogger(__name__)
 SERVICE = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
 
 
-class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
+class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
     """Serves one ModelRunner. The runner is set once the model has loaded."""
 
     def __init__(self, metrics: WorkerMetrics, step_thread: bool = False) -> None:
@@ -35,7 +35,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
 
     def attach(self, runner: object) -> None:
         self.runner = runner
-        self.metrics.kv_slots.set(runner.info.num_slots)  # type: ignore[attr-defined]
+        self.metrics.attach(runner)
 
     async def GetWorkerInfo(
         self, request: worker_pb2.GetWorkerInfoRequest, context: grpc.aio.ServicerContext
@@ -63,7 +63,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 await context.abort(grpc.StatusCode.ABORTED, "a newer Forward stream replaced this")
             try:
                 step = pbconv.step_from_pb(pb)
-                start = time.perf_counter()
+                start = self.metrics.step_begin()
                 if self.step_thread:
                     out = await loop.run_in_executor(self.executor, self.runner.step, step)
                 else:
@@ -77,21 +77,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
                 self.metrics.errors.inc()
                 yield worker_pb2.ForwardResponse(step_id=pb.step_id, error=str(exc))
                 continue
-            self._observe(step, time.perf_counter() - start)
+            self.metrics.step_end(step, start)
             yield pbconv.output_to_pb(out)
         logger.info("forward stream closed", extra={"kv": {"peer": context.peer()}})
-
-    def _observe(self, step: object, seconds: float) -> None:
-        mode = ForwardMode(step.mode).name.lower()  # type: ignore[attr-defined]
-        reqs = step.reqs  # type: ignore[attr-defined]
-        self.metrics.steps.labels(mode).inc()
-        self.metrics.step_seconds.labels(mode).observe(seconds)
-        self.metrics.batch_size.observe(len(reqs))
-        prefill = sum(len(r.new_slots) for r in reqs if not r.is_decode)
-        self.metrics.tokens.labels("prefill").inc(prefill)
-        self.metrics.tokens.labels("decode").inc(
-            len(reqs) - sum(1 for r in reqs if not r.is_decode)
-        )
 
 
 def build_runner(cfg: WorkerConfig) -> object:
@@ -106,7 +94,7 @@ async def start_worker(cfg: WorkerConfig, runner: object | None = None) -> Servi
     metrics = WorkerMetrics()
     serve_metrics(metrics.registry, cfg.metrics_port)
     servicer = WorkerServicer(metrics, cfg.step_thread)
-    server = ServiceServer("worker", f"{cfg.host}:{cfg.port}", [SERVICE])
+    server = ServiceServer("worker", f"{cfg.host}:{cfg.port}", [SERVICE], metrics.registry)
     await server.start(lambda s: worker_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, s))
     if runner is None:
         start = time.perf_counter()

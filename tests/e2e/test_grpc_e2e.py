@@ -10,6 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from radixserve.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc, tokenizer_pb2
 from radixserve.v1 import tokenizer_pb2_grpc as tok_grpc
@@ -180,21 +181,36 @@ def test_health_and_reflection(stack, which):
         assert f"radixserve.v1.{which.capitalize()}Service" in names
 
 
+def scraped(port: int, name: str) -> float:
+    """Sum of every sample called ``name`` on a service's /metrics (0 when absent)."""
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    families = text_string_to_metric_families(body)
+    return sum(s.value for f in families for s in f.samples if s.name == name)
+
+
 @pytest.mark.parametrize(
     "which, metric",
     [
-        ("tokenizer", "radixserve_time_to_first_token_seconds_bucket"),
-        ("scheduler", "radixserve_running_requests"),
+        ("tokenizer", "radixserve_time_to_first_token_seconds_count"),
+        ("tokenizer", "radixserve_frontend_generation_tokens_total"),
+        ("scheduler", "radixserve_requests_total"),
+        ("scheduler", "radixserve_generation_tokens_total"),
         ("worker", "radixserve_worker_steps_total"),
+        ("worker", "radixserve_worker_forward_bytes_total"),
     ],
 )
 def test_prometheus_scrape(stack, stub, which, metric):
+    """A request moves each service's metrics (read before and after it, on the real port)."""
+    port = stack.metrics_ports[which]
+    before = scraped(port, metric)
     collect(
         stub,
         tokenizer_pb2.GenerateRequest(
             text="Hi", sampling=common_pb2.SamplingParams(temperature=0, max_new_tokens=2)
         ),
     )
-    port = stack.metrics_ports[which]
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    assert metric in body
+    # NOTE: the scheduler counts a request after its last output left, so poll briefly.
+    deadline = time.monotonic() + 5
+    while scraped(port, metric) <= before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert scraped(port, metric) > before

@@ -99,7 +99,7 @@ def test_workload_three_times_the_kv_capacity_finishes(fresh):
     retractions = next(
         float(line.split()[-1])
         for line in body.splitlines()
-        if line.startswith("radixserve_retractions_total ")
+        if line.startswith("radixserve_retractions_total{")
     )
     assert retractions > 0
     status = wait_idle(fresh.scheduler_address)
