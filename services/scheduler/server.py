@@ -18,8 +18,8 @@ from services.scheduler.config import SchedulerConfig
 from services.scheduler.engine_io import ClientStream, LoopConfig, Outputs
 from services.scheduler.engine_loop import EngineLoop
 from services.scheduler.metrics import SchedulerMetrics
-from services.scheduler.request import FinishKind, Request, TokenEvent
 from services.scheduler.profiling import EngineProfileRPCs
+from services.scheduler.request import FinishKind, Request, TokenEvent
 from services.scheduler.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
