@@ -7,12 +7,12 @@ import subprocess
 
 from tests.observability.promql import RULES, dashboard_queries, rule_queries, selectors
 from tests.observability.tools import need
-from tools.dashboards.generate import OUT, render
+from tools.dashboards.generate import outputs
 
 
 def test_committed_dashboards_are_current():
-    for name, text in render().items():
-        assert (OUT / name).read_text() == text, f"{name} is stale: run `make dashboards`"
+    for path, text in outputs().items():
+        assert path.read_text() == text, f"{path.name} is stale: run `make dashboards`"
 
 
 def test_dashboards_have_datasource_and_filters():
