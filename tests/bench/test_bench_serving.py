@@ -75,3 +75,20 @@ def test_percentile_matches_numpy_linear() -> None:
     for q in (0, 50, 99, 100):
         assert percentile(values, q) == pytest.approx(np.percentile(values, q))
     assert math.isnan(percentile([], 50))
+
+
+def test_datasets_have_the_promised_shapes() -> None:
+    from bench.serving import datasets
+
+    fixed = datasets.fixed_requests(4, 10, 3, VOCAB)
+    assert [(r.input_len, r.output_len) for r in fixed] == [(10, 3)] * 4
+    assert all(datasets.FIRST_ID <= i < VOCAB for r in fixed for i in r.prompt_ids)
+    lens = {(r.input_len, r.output_len) for r in datasets.random_requests(200, 40, 20, 0.0, VOCAB)}
+    assert min(a for a, _ in lens) < 10 and max(a for a, _ in lens) == 40  # U[0*40, 40], >= 1
+    assert all(1 <= b <= 20 for _, b in lens)
+    shared = datasets.shared_prefix_requests(3, 4, 50, 5, 7, VOCAB)
+    prefixes = {tuple(r.prompt_ids[:50]) for r in shared}
+    assert len(shared) == 12 and len(prefixes) == 3
+    assert all(r.input_len == 55 and r.output_len == 7 for r in shared)
+    with pytest.raises(ValueError, match="random_range_ratio"):
+        datasets.random_requests(1, 10, 10, 1.5, VOCAB)
