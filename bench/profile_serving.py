@@ -33,7 +33,13 @@ def load(args: argparse.Namespace, base_url: str, grpc_address: str) -> subproce
     """Enough streams for the whole recording, ``--streams`` at a time."""
     endpoint = ["--base-url", base_url] if args.backend == "openai" else []
     endpoint += ["--grpc-address", grpc_address, "--backend", args.backend]
-    cmd = [sys.executable, str(ROOT / "bench/bench_serving.py"), *endpoint, "--vocab-size", "512"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "bench/bench_serving.py"),
+        *endpoint,
+        "--vocab-size",
+        str(args.vocab_size),
+    ]
     cmd += ["--dataset", "fixed", "--num-prompts", str(args.streams * args.waves)]
     cmd += ["--input-len", str(args.input_len)]
     cmd += ["--output-len", str(args.output_len), "--max-concurrency", str(args.streams)]
@@ -86,7 +92,13 @@ def _short(frame: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--config", default=str(ROOT / "bench/configs/tiny-llama.json"))
+    p.add_argument(
+        "--config",
+        default=str(ROOT / "bench/configs/tiny-llama.json"),
+        help="a config.json for dummy weights; '' with --load-format auto: the embedded SmolLM2",
+    )
+    p.add_argument("--load-format", default="dummy")
+    p.add_argument("--vocab-size", type=int, default=512, help="prompt ids below this")
     p.add_argument("--backend", choices=("openai", "grpc"), default="openai")
     p.add_argument("--streams", type=int, default=128)
     p.add_argument("--output-len", type=int, default=256)
@@ -100,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
-    model = ["--model", args.config, "--load-format", "dummy"]
+    model = (["--model", args.config] if args.config else []) + ["--load-format", args.load_format]
     services = start_services(model, ["--max-rows", str(max(args.streams, 16) + 8)])
     driver = None
     try:
