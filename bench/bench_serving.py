@@ -143,6 +143,8 @@ async def benchmark(args: argparse.Namespace, base_url: str, grpc_address: str) 
         send, close = await _grpc_sender(grpc_address)
     try:
         reqs = build_requests(args, args.vocab_size)
+        if args.tokenizer and args.backend == "openai":
+            reqs = datasets.as_text(reqs, _decoder(args.tokenizer, args.tokenizer_load_format))
         warm = datasets.fixed_requests(args.warmup_requests, 16, 4, args.vocab_size, seed=-1)
         for r in await asyncio.gather(*(send(w) for w in warm)):
             if r.error:
@@ -157,6 +159,15 @@ async def benchmark(args: argparse.Namespace, base_url: str, grpc_address: str) 
     summary["config"] = {k: v for k, v in vars(args).items()}
     summary["config"]["request_rate"] = str(args.request_rate)
     return summary
+
+
+def _decoder(model: str, load_format: str) -> Callable[[list[int]], str]:
+    """Our tokenizer loader: a .gguf file, an HF directory, or a dummy config (``dummy``)."""
+    from services.common.model_source import resolve_model
+    from services.tokenizer.tokenization import load_tokenizer
+
+    tok = load_tokenizer(resolve_model(model, load_format))
+    return lambda ids: tok.decode(ids, skip_special_tokens=True)
 
 
 def _gpu_name() -> str | None:
@@ -183,6 +194,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--worker-args", default="--max-rows 300", help="extra worker flags (--launch)")
     p.add_argument("--step-thread", type=int, default=0, help="worker steps on a thread (1/0)")
     p.add_argument("--switch-interval", type=float, default=0.0, help="sys.setswitchinterval")
+    p.add_argument(
+        "--tokenizer",
+        default="",
+        help="send text prompts decoded with this model's tokenizer (openai backend): a .gguf,\n"
+        "an HF directory, a config.json (--tokenizer-load-format dummy), smollm2-135m-instruct",
+    )
+    p.add_argument("--tokenizer-load-format", default="auto", help="auto, gguf, hf or dummy")
     p.add_argument("--vocab-size", type=int, default=0, help="prompt ids < this (default: config)")
     p.add_argument("--dataset", choices=datasets.DATASETS, default="random")
     p.add_argument("--num-prompts", type=int, default=200)

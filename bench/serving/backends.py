@@ -63,7 +63,7 @@ def completion_payload(model: str, req: BenchRequest, extra: dict[str, Any]) -> 
     """A streamed greedy ``/v1/completions`` body generating exactly ``req.output_len`` tokens."""
     return {
         "model": model,
-        "prompt": req.prompt_ids,
+        "prompt": req.prompt_ids if req.prompt_text is None else req.prompt_text,
         "max_tokens": req.output_len,
         "temperature": 0.0,
         "stream": True,

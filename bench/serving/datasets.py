@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +25,21 @@ class BenchRequest:
 
     prompt_ids: list[int]
     output_len: int
+    prompt_text: str | None = None  # sent instead of the ids when set (``--tokenizer``)
 
     @property
     def input_len(self) -> int:
         return len(self.prompt_ids)
+
+
+def as_text(reqs: list[BenchRequest], decode: Callable[[list[int]], str]) -> list[BenchRequest]:
+    """The same requests with text prompts: each prompt's ids decoded by the model's tokenizer.
+
+    For servers that take only text. The server re-tokenizes, so input lengths are exact only
+    where decoding and encoding round-trip (the dummy models' stand-in vocabulary does); the
+    reported input tokens are the server's count.
+    """
+    return [replace(r, prompt_text=decode(r.prompt_ids)) for r in reqs]
 
 
 def _ids(rng: random.Random, n: int, vocab_size: int) -> list[int]:

@@ -69,6 +69,17 @@ def test_shared_prefix_over_grpc_at_a_rate(stack: Stack, tmp_path) -> None:
     assert result["config"]["request_rate"] == "20.0"
 
 
+def test_text_prompts_with_the_models_tokenizer(stack: Stack, tmp_path) -> None:
+    # The stand-in vocabulary decodes ids to characters at once (the GGUF's would take seconds).
+    argv = ["--base-url", stack.http_url, "--tokenizer", "smollm2-135m-instruct"]
+    argv += ["--tokenizer-load-format", "dummy"]
+    argv += ["--dataset", "fixed", "--num-prompts", "3", "--input-len", "16", "--output-len", "5"]
+    result = _run(tmp_path, argv)
+    assert result["completed"] == 3 and result["total_output_tokens"] == 15
+    # The server re-tokenizes the text: 16 characters, about one to four BPE tokens each.
+    assert 3 * 8 <= result["total_input_tokens"] <= 3 * 64
+
+
 def test_percentile_matches_numpy_linear() -> None:
     np = pytest.importorskip("numpy")
     values = [5.0, 1.0, 9.0, 3.0, 7.0, 2.0]
