@@ -5,7 +5,8 @@ or all at once, under an optional concurrency cap, and reports request / output 
 throughput and TTFT, ITL (gaps between output chunks), TPOT ((E2E - TTFT) / (out - 1)) and E2E
 mean, p50 and p99. Token counts come from the server's usage (``include_usage``).
 
-Against a running server (ours, vLLM's or SGLang's; prompts are token ids)::
+Against a running server (ours, vLLM's or SGLang's; prompts are token ids, or text decoded with
+``--tokenizer MODEL`` for servers that take only text)::
 
     python bench/bench_serving.py --base-url http://127.0.0.1:8000 --vocab-size 128256 \\
         --dataset random --num-prompts 500 --input-len 4096 --output-len 2048
