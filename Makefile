@@ -16,7 +16,7 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 TORCH_PIN ?= torch==2.13.0
 
 .PHONY: all setup protos lint format test test-gpu run bench bench-kernels bench-scheduler \
-	bench-engine bench-serving clean
+	bench-engine bench-serving bench-cpu clean
 .PHONY: dashboards prometheus profile
 
 all: setup
@@ -90,6 +90,10 @@ bench-engine: setup
 
 bench-serving: setup
 	$(PY) bench/bench_serving.py
+
+# CPU: the embedded model through the three services vs transformers' generate (a quiet machine).
+bench-cpu: setup
+	$(PY) bench/bench_cpu.py --batch-sizes 1 8 --new-tokens 128 --out bench/results/cpu.json
 
 clean:
 	rm -rf radixserve $(TOOLS) .pytest_cache .ruff_cache

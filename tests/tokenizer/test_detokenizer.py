@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.tokenizer.detokenizer import IncrementalDetokenizer
-from services.tokenizer.tokenization import ByteTokenizer
+from services.tokenizer.tokenization import ByteTokenizer, CharTokenizer
 
 REPLACEMENT = "\ufffd"
 PROPERTY = settings(
@@ -17,10 +17,12 @@ PIECES = list("abc xyz\n\t0123") + list("éß日本🤗🚀✓Ω") + ["<s>", "</
 TEXT = st.lists(st.sampled_from(PIECES), max_size=30).map("".join)
 
 
-@pytest.fixture(params=["smollm", "sp_tokenizer", "byte"])
+@pytest.fixture(params=["smollm", "sp_tokenizer", "byte", "char"])
 def tok(request):
     if request.param == "byte":
         return ByteTokenizer()
+    if request.param == "char":
+        return CharTokenizer(128256)
     return request.getfixturevalue(request.param)
 
 

@@ -1,0 +1,1 @@
+"""Parts of ``bench/bench_serving.py``: datasets, request backends, statistics, launching."""
