@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -22,18 +23,23 @@ from services.worker.layers.attention import PagedAttention
 from services.worker.model_config import ModelConfig
 from services.worker.models.base import CausalLM
 
+if TYPE_CHECKING:
+    from services.worker.parallel import TPGroup
+
 logger = logging.getLogger(__name__)
 
 
 class LlamaAttention(nn.Module):
-    def __init__(self, config: ModelConfig, layer_id: int, rotary: RotaryEmbedding) -> None:
+    def __init__(
+        self, config: ModelConfig, layer_id: int, rotary: RotaryEmbedding, tp: TPGroup | None
+    ) -> None:
         super().__init__()
         c = config
         self.qkv_proj = QKVParallelLinear(
-            c.hidden_size, c.head_dim, c.num_heads, c.num_kv_heads, bias=c.attention_bias
+            c.hidden_size, c.head_dim, c.num_heads, c.num_kv_heads, bias=c.attention_bias, group=tp
         )
         self.o_proj = RowParallelLinear(
-            c.num_heads * c.head_dim, c.hidden_size, bias=c.attention_bias
+            c.num_heads * c.head_dim, c.hidden_size, bias=c.attention_bias, group=tp
         )
         self.rotary = rotary  # shared by all layers (one cos/sin cache)
         self.attn = PagedAttention(
@@ -53,13 +59,15 @@ class LlamaAttention(nn.Module):
 
 
 class LlamaMLP(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, tp: TPGroup | None) -> None:
         super().__init__()
         c = config
         self.gate_up_proj = MergedColumnParallelLinear(
-            c.hidden_size, [c.intermediate_size] * 2, bias=c.mlp_bias
+            c.hidden_size, [c.intermediate_size] * 2, bias=c.mlp_bias, group=tp
         )
-        self.down_proj = RowParallelLinear(c.intermediate_size, c.hidden_size, bias=c.mlp_bias)
+        self.down_proj = RowParallelLinear(
+            c.intermediate_size, c.hidden_size, bias=c.mlp_bias, group=tp
+        )
         self.act = SiluAndMul()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,10 +75,12 @@ class LlamaMLP(nn.Module):
 
 
 class LlamaDecoderLayer(nn.Module):
-    def __init__(self, config: ModelConfig, layer_id: int, rotary: RotaryEmbedding) -> None:
+    def __init__(
+        self, config: ModelConfig, layer_id: int, rotary: RotaryEmbedding, tp: TPGroup | None
+    ) -> None:
         super().__init__()
-        self.self_attn = LlamaAttention(config, layer_id, rotary)
-        self.mlp = LlamaMLP(config)
+        self.self_attn = LlamaAttention(config, layer_id, rotary, tp)
+        self.mlp = LlamaMLP(config, tp)
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
@@ -91,14 +101,14 @@ class LlamaDecoderLayer(nn.Module):
 
 
 class LlamaModel(nn.Module):
-    def __init__(self, config: ModelConfig, max_position: int) -> None:
+    def __init__(self, config: ModelConfig, max_position: int, tp: TPGroup | None = None) -> None:
         super().__init__()
-        self.embed_tokens = VocabEmbedding(config.vocab_size, config.hidden_size)
+        self.embed_tokens = VocabEmbedding(config.vocab_size, config.hidden_size, group=tp)
         rotary = RotaryEmbedding(
             config.head_dim, max_position, config.rope_theta, config.rope_scaling
         )
         self.layers = nn.ModuleList(
-            LlamaDecoderLayer(config, i, rotary) for i in range(config.num_layers)
+            LlamaDecoderLayer(config, i, rotary, tp) for i in range(config.num_layers)
         )
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
@@ -121,10 +131,12 @@ class LlamaForCausalLM(CausalLM):
         ("gate_up_proj", "up_proj", 1),
     )
 
-    def __init__(self, config: ModelConfig, max_position: int | None = None) -> None:
+    def __init__(
+        self, config: ModelConfig, max_position: int | None = None, tp: TPGroup | None = None
+    ) -> None:
         super().__init__(config)
-        self.model = LlamaModel(config, max_position or config.max_position_embeddings)
-        self.lm_head = LMHead(config.vocab_size, config.hidden_size)
+        self.model = LlamaModel(config, max_position or config.max_position_embeddings, tp)
+        self.lm_head = LMHead(config.vocab_size, config.hidden_size, group=tp)
         if config.tie_word_embeddings:
             self.lm_head.tie(self.model.embed_tokens)
 
