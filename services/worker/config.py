@@ -32,3 +32,17 @@ class WorkerConfig:
     cuda_graph_max_bs: int = field(
         default=256, metadata={"help": "decode CUDA graphs up to this batch size; 0 disables"}
     )
+    tp: int = field(
+        default=1, metadata={"help": "tensor-parallel ranks (all nodes together); 1 = off"}
+    )
+    nnodes: int = field(default=1, metadata={"help": "nodes the TP group spans (multi-node)"})
+    node_rank: int = field(default=0, metadata={"help": "this node's index in the TP group"})
+    master_addr: str = field(
+        default="", metadata={"help": "TP rendezvous host (default MASTER_ADDR or 127.0.0.1)"}
+    )
+    master_port: int = field(
+        default=0, metadata={"help": "TP rendezvous port (default MASTER_PORT; 0 = free port)"}
+    )
+    tp_timeout: float = field(
+        default=60.0, metadata={"help": "seconds before a stuck TP collective fails the group"}
+    )

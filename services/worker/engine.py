@@ -22,7 +22,8 @@ from services.worker.forward_context import ForwardContext
 from services.worker.kv_pool import KVPool, ReqToTokenTable
 from services.worker.layers import ops
 from services.worker.loader import load_model
-from services.worker.parallel import TPGroup, local_heads
+from services.worker.parallel import local_heads
+from services.worker.parallel.group import TPGroup
 from services.worker.penalties import PenaltyBank, mask_tokens
 from services.worker.rows import RowState, RowTable
 from services.worker.runner_config import (

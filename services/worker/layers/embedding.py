@@ -19,7 +19,7 @@ from torch import nn
 from services.worker.parallel.shapes import vocab_shard
 
 if TYPE_CHECKING:
-    from services.worker.parallel import TPGroup
+    from services.worker.parallel.group import TPGroup
 
 logger = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from torch import nn
 from services.worker.parallel.shapes import kv_head_start, local_heads
 
 if TYPE_CHECKING:
-    from services.worker.parallel import TPGroup
+    from services.worker.parallel.group import TPGroup
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from services.worker.models import CausalLM, get_model_class
 from services.worker.parallel.shapes import check_tp
 
 if TYPE_CHECKING:
-    from services.worker.parallel import TPGroup
+    from services.worker.parallel.group import TPGroup
 
 logger = logging.getLogger(__name__)
 

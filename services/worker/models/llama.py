@@ -24,7 +24,7 @@ from services.worker.model_config import ModelConfig
 from services.worker.models.base import CausalLM
 
 if TYPE_CHECKING:
-    from services.worker.parallel import TPGroup
+    from services.worker.parallel.group import TPGroup
 
 logger = logging.getLogger(__name__)
 

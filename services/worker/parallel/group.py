@@ -29,10 +29,6 @@ _IDLE_TIMEOUT = datetime.timedelta(days=365)  # the step channel: followers wait
 _all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
 
 
-class GroupError(RuntimeError):
-    """A collective failed (a rank died or timed out): the whole group must restart."""
-
-
 class TPGroup:
     """Rank ``rank`` of ``size`` ranks of one tensor-parallel group on ``device``."""
 
