@@ -1,0 +1,148 @@
+"""``--tp 3`` end to end: a real worker process (rank 0 + two follower child processes) behind
+the scheduler and tokenizer, the real ``openai`` client, then a follower killed mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import openai
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.scheduler.config import SchedulerConfig
+from services.scheduler.server import start_scheduler
+from services.tokenizer.config import TokenizerConfig
+from services.tokenizer.server import start_tokenizer
+from tests.stack import Stack, free_port
+
+pytestmark = pytest.mark.timeout(300)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def _children(pid: int) -> list[int]:
+    """The TP follower processes of ``pid`` (multiprocessing's spawn children)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"spawn_main" in cmd:
+            out.append(int(entry))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _ready(address: str) -> bool:
+    with grpc.insecure_channel(address) as ch:
+        try:
+            resp = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(service="readiness"), timeout=2
+            )
+        except grpc.RpcError:
+            return False
+        return resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.fixture(scope="module")
+def tp_stack() -> Iterator[tuple[Stack, subprocess.Popen]]:
+    port, host = free_port(), "127.0.0.1"
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "services.worker", "--tp", "3", "--host", host, "--port",
+         str(port), "--metrics-port", "0", "--num-slots", "2048", "--max-rows", "8",
+         "--max-context-len", "512", "--tp-timeout", "20"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="tp-stack-loop", daemon=True)
+    thread.start()
+    stack = Stack(loop, thread)
+    stack.worker_address = f"{host}:{port}"
+    ports = {k: free_port() for k in ("scheduler", "tokenizer", "http")}
+    scfg = SchedulerConfig(
+        host=host, port=ports["scheduler"], metrics_port=0, worker_address=stack.worker_address,
+        worker_wait_seconds=240,
+    )  # fmt: skip
+    tcfg = TokenizerConfig(
+        host=host, port=ports["tokenizer"], http_port=ports["http"], metrics_port=0,
+        scheduler_address=f"{host}:{ports['scheduler']}", scheduler_wait_seconds=240,
+    )  # fmt: skip
+    stack.http_url = f"http://{host}:{ports['http']}"
+    try:
+        stack.handles.append(stack.call(start_scheduler(scfg)))
+        stack.handles.append(stack.call(start_tokenizer(tcfg)))
+        yield stack, worker
+    finally:
+        stack.stop()
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
+
+
+@pytest.fixture(scope="module")
+def oai(tp_stack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{tp_stack[0].http_url}/v1", api_key="unused", max_retries=0)
+
+
+def test_tp3_answers_paris_streamed_and_not(tp_stack, oai):
+    stack, worker = tp_stack
+    assert len(_children(worker.pid)) == 2  # followers are real child processes
+    name = oai.models.list().data[0].id
+    args = dict(model=name, messages=QUESTION, temperature=0, max_tokens=16)
+    whole = oai.chat.completions.create(**args).choices[0].message.content
+    assert "Paris" in whole
+    chunks = list(oai.chat.completions.create(**args, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == whole
+    completion = oai.completions.create(
+        model=name, prompt="The capital of France is", temperature=0, max_tokens=8
+    )
+    assert "Paris" in completion.choices[0].text
+
+
+def test_killed_follower_fails_the_stream_and_every_rank_exits(tp_stack, oai):
+    stack, worker = tp_stack
+    followers = _children(worker.pid)
+    assert len(followers) == 2 and _ready(stack.worker_address)
+    stream = oai.completions.create(
+        model=oai.models.list().data[0].id, prompt="Count: 1, 2, 3,", temperature=0,
+        max_tokens=400, stream=True, extra_body={"ignore_eos": True},
+    )  # fmt: skip
+    next(iter(stream))  # generating
+    os.kill(followers[1], signal.SIGKILL)
+    start, failed = time.monotonic(), False
+    try:
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].finish_reason not in (None, "stop", "length"):
+                failed = True
+    except openai.APIError:
+        failed = True
+    assert failed, "the stream ended as if nothing had happened"
+    assert time.monotonic() - start < 15
+    assert worker.wait(20) != 0  # rank 0 exits non-zero so that the group is restarted
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in followers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in followers)
