@@ -12,58 +12,20 @@ import threading
 import time
 from collections.abc import Iterator
 
-import grpc
 import openai
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.scheduler.config import SchedulerConfig
 from services.scheduler.server import start_scheduler
 from services.tokenizer.config import TokenizerConfig
 from services.tokenizer.server import start_tokenizer
 from tests.stack import Stack, free_port
+from tests.worker.tp_procs import alive, children, ready
 
 pytestmark = pytest.mark.timeout(300)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-
-
-def _children(pid: int) -> list[int]:
-    """The TP follower processes of ``pid`` (multiprocessing's spawn children)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read()
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == pid and b"spawn_main" in cmd:
-            out.append(int(entry))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _ready(address: str) -> bool:
-    with grpc.insecure_channel(address) as ch:
-        try:
-            resp = health_pb2_grpc.HealthStub(ch).Check(
-                health_pb2.HealthCheckRequest(service="readiness"), timeout=2
-            )
-        except grpc.RpcError:
-            return False
-        return resp.status == health_pb2.HealthCheckResponse.SERVING
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +71,7 @@ def oai(tp_stack) -> openai.OpenAI:
 
 def test_tp3_answers_paris_streamed_and_not(tp_stack, oai):
     stack, worker = tp_stack
-    assert len(_children(worker.pid)) == 2  # followers are real child processes
+    assert len(children(worker.pid)) == 2  # followers are real child processes
     name = oai.models.list().data[0].id
     args = dict(model=name, messages=QUESTION, temperature=0, max_tokens=16)
     whole = oai.chat.completions.create(**args).choices[0].message.content
@@ -124,8 +86,8 @@ def test_tp3_answers_paris_streamed_and_not(tp_stack, oai):
 
 def test_killed_follower_fails_the_stream_and_every_rank_exits(tp_stack, oai):
     stack, worker = tp_stack
-    followers = _children(worker.pid)
-    assert len(followers) == 2 and _ready(stack.worker_address)
+    followers = children(worker.pid)
+    assert len(followers) == 2 and ready(stack.worker_address)
     stream = oai.completions.create(
         model=oai.models.list().data[0].id, prompt="Count: 1, 2, 3,", temperature=0,
         max_tokens=400, stream=True, extra_body={"ignore_eos": True},
@@ -143,6 +105,6 @@ def test_killed_follower_fails_the_stream_and_every_rank_exits(tp_stack, oai):
     assert time.monotonic() - start < 15
     assert worker.wait(20) != 0  # rank 0 exits non-zero so that the group is restarted
     deadline = time.monotonic() + 10
-    while any(_alive(p) for p in followers) and time.monotonic() < deadline:
+    while any(alive(p) for p in followers) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(_alive(p) for p in followers)
+    assert not any(alive(p) for p in followers)
