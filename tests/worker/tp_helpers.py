@@ -18,20 +18,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _entry(rank: int, fn: Callable, size: int, port: int, args: tuple) -> None:
+def _entry(rank: int, fn: Callable, size: int, port: int, device: str, args: tuple) -> None:
     torch.set_num_threads(1)  # NOTE: several ranks share two cores; spinning threads starve them
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-    group = TPGroup.init(rank, size, "cpu", f"tcp://127.0.0.1:{port}", timeout_s=60)
+    if device == "cpu":
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    dev = f"cuda:{rank}" if device == "cuda" else device
+    group = TPGroup.init(rank, size, dev, f"tcp://127.0.0.1:{port}", timeout_s=60)
     try:
         fn(group, *args)
     finally:
         group.destroy()
 
 
-def run_ranks(fn: Callable, size: int, *args: object) -> None:
-    """``fn(group, *args)`` on every rank; an exception on any rank fails the call."""
+def run_ranks(fn: Callable, size: int, *args: object, device: str = "cpu") -> None:
+    """``fn(group, *args)`` on every rank (gloo on CPU; NCCL, rank r on ``cuda:r``, for
+    ``device="cuda"``); an exception on any rank fails the call."""
     mp.start_processes(
-        _entry, args=(fn, size, free_port(), args), nprocs=size, join=True, start_method="spawn"
+        _entry,
+        args=(fn, size, free_port(), device, args),
+        nprocs=size,
+        join=True,
+        start_method="spawn",
     )
 
 
@@ -71,7 +78,7 @@ def rank_generate(group: TPGroup, specs: dict, prompts: list, max_new: int, out_
 
     results = {}
     for name, kw in specs.items():
-        runner = ModelRunner(RunnerConfig(**kw), group)
+        runner = ModelRunner(RunnerConfig(**{**kw, "device": str(group.device)}), group)
         if group.rank == 0:
             leader = LeaderRunner(runner, lambda reason: None, TPMetrics(0))
             results[name] = greedy(leader, prompts, max_new)

@@ -56,13 +56,10 @@ class LeaderRunner:
         self.failed: str | None = None
         self._lock = threading.Lock()  # NOTE: collectives must reach every rank in one order
 
-    @property
-    def info(self) -> Any:
-        return self.runner.info
-
-    @property
-    def num_live_rows(self) -> int:
-        return self.runner.num_live_rows
+    def __getattr__(self, name: str) -> Any:
+        # Read-only attributes (info, device, num_live_rows, ...) are the runner's; every call
+        # that touches model state is wrapped below, so the followers see it too.
+        return getattr(self.runner, name)
 
     def step(self, batch: Any) -> Any:
         # Followers keep no sampled tokens: send the ones this step's decodes feed in.
