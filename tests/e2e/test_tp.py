@@ -12,9 +12,11 @@ import threading
 import time
 from collections.abc import Iterator
 
+import grpc
 import openai
 import pytest
 
+from radixserve.v1 import worker_pb2, worker_pb2_grpc
 from services.scheduler.config import SchedulerConfig
 from services.scheduler.server import start_scheduler
 from services.tokenizer.config import TokenizerConfig
@@ -72,6 +74,13 @@ def oai(tp_stack) -> openai.OpenAI:
 def test_tp3_answers_paris_streamed_and_not(tp_stack, oai):
     stack, worker = tp_stack
     assert len(children(worker.pid)) == 2  # followers are real child processes
+    with grpc.insecure_channel(stack.worker_address) as ch:
+        info = (
+            worker_pb2_grpc.WorkerServiceStub(ch)
+            .GetWorkerInfo(worker_pb2.GetWorkerInfoRequest(), timeout=10)
+            .info
+        )
+    assert info.tp_size == 3 and info.num_heads == 9 and info.num_kv_heads == 3
     name = oai.models.list().data[0].id
     args = dict(model=name, messages=QUESTION, temperature=0, max_tokens=16)
     whole = oai.chat.completions.create(**args).choices[0].message.content
