@@ -61,7 +61,8 @@ class TPGroup:
         group = cls(rank, size, device)
         if size == 1:
             return group
-        if group.device.type == "cuda":
+        cuda = group.device.type == "cuda"
+        if cuda:
             torch.cuda.set_device(group.device)
         dist.init_process_group(
             group.backend,
@@ -69,6 +70,8 @@ class TPGroup:
             rank=rank,
             world_size=size,
             timeout=datetime.timedelta(seconds=timeout_s),
+            # NOTE: creates the NCCL communicator now: it cannot be created inside graph capture
+            device_id=group.device if cuda else None,
         )
         group._cpu_group = dist.new_group(backend="gloo", timeout=_IDLE_TIMEOUT)
         logger.info(

@@ -37,6 +37,7 @@ class TPLaunch:
             cfg.tp, cfg.nnodes, cfg.node_rank, cfg.master_addr, cfg.master_port
         )
         self.rank = self.topo.ranks.start
+        _check_model(runner_cfg, self.topo.world_size)  # before any process starts
         logger.info(
             "starting TP ranks",
             extra={"kv": {"ranks": f"{self.rank}..{self.topo.ranks.stop - 1}",
@@ -94,3 +95,16 @@ class TPHandle:
         if self.server is not None:
             await self.server.stop(grace)
         await asyncio.to_thread(self.launch.stop)
+        if self.server is None:
+            # NOTE: this host's first rank blocks in the group on an executor thread that
+            # interpreter shutdown would wait for forever; the group is over, so leave now.
+            os._exit(0)
+
+
+def _check_model(runner_cfg: Any, tp: int) -> None:
+    """ValueError naming the head count and the TP size, before any rank starts."""
+    from services.common.model_source import resolve_model
+    from services.worker.loader import read_config
+    from services.worker.parallel.shapes import check_tp
+
+    check_tp(read_config(resolve_model(runner_cfg.model, runner_cfg.load_format)), tp)
