@@ -16,7 +16,7 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 TORCH_PIN ?= torch==2.13.0
 
 .PHONY: all setup protos lint format test test-gpu run bench bench-kernels bench-scheduler \
-	bench-engine bench-serving bench-tp clean
+	bench-engine bench-serving clean
 
 all: setup
 
@@ -82,5 +82,6 @@ clean:
 	rm -rf radixserve $(TOOLS) .pytest_cache .ruff_cache
 
 # GPU: TP=1 through the TP code vs the pre-TP code (BASE=a checkout with stubs), and TP=$(TP).
+.PHONY: bench-tp
 bench-tp: setup
 	$(PY) bench/bench_tp.py $(if $(BASE),--baseline-root $(BASE)) --tp $(or $(TP),2) --out bench/results/tp.json
