@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 import torch
 
@@ -80,6 +83,21 @@ def _check_layers(group) -> None:
 @pytest.mark.parametrize("tp", [2, 4])
 def test_parallel_layers_equal_unsharded(tp):
     run_ranks(_check_layers, tp)
+
+
+def _hung_peer(group) -> None:
+    if group.rank == 1:
+        time.sleep(4)  # alive but silent: no connection closes, only the timeout can tell
+        os._exit(0)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="[Tt]imed out"):
+        group.all_reduce(torch.ones(4))
+    assert time.monotonic() - start < 3.5
+    os._exit(0)  # NOTE: skip tearing down a broken group
+
+
+def test_collective_on_a_hung_rank_fails_within_the_timeout():
+    run_ranks(_hung_peer, 2, timeout_s=2)
 
 
 def test_indivisible_head_count_is_refused_naming_both_numbers():

@@ -18,24 +18,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _entry(rank: int, fn: Callable, size: int, port: int, device: str, args: tuple) -> None:
+def _entry(
+    rank: int, fn: Callable, size: int, port: int, device: str, timeout_s: float, args: tuple
+) -> None:
     torch.set_num_threads(1)  # NOTE: several ranks share two cores; spinning threads starve them
     if device == "cpu":
         os.environ.setdefault("TRITON_INTERPRET", "1")
     dev = f"cuda:{rank}" if device == "cuda" else device
-    group = TPGroup.init(rank, size, dev, f"tcp://127.0.0.1:{port}", timeout_s=60)
+    group = TPGroup.init(rank, size, dev, f"tcp://127.0.0.1:{port}", timeout_s)
     try:
         fn(group, *args)
     finally:
         group.destroy()
 
 
-def run_ranks(fn: Callable, size: int, *args: object, device: str = "cpu") -> None:
+def run_ranks(
+    fn: Callable, size: int, *args: object, device: str = "cpu", timeout_s: float = 60
+) -> None:
     """``fn(group, *args)`` on every rank (gloo on CPU; NCCL, rank r on ``cuda:r``, for
     ``device="cuda"``); an exception on any rank fails the call."""
     mp.start_processes(
         _entry,
-        args=(fn, size, free_port(), device, args),
+        args=(fn, size, free_port(), device, timeout_s, args),
         nprocs=size,
         join=True,
         start_method="spawn",
