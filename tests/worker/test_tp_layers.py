@@ -87,12 +87,12 @@ def test_parallel_layers_equal_unsharded(tp):
 
 def _hung_peer(group) -> None:
     if group.rank == 1:
-        time.sleep(4)  # alive but silent: no connection closes, only the timeout can tell
+        time.sleep(6)  # alive but silent: no connection closes, only the timeout can tell
         os._exit(0)
     start = time.monotonic()
     with pytest.raises(RuntimeError, match="[Tt]imed out"):
         group.all_reduce(torch.ones(4))
-    assert time.monotonic() - start < 3.5
+    assert time.monotonic() - start < 5
     os._exit(0)  # NOTE: skip tearing down a broken group
 
 
