@@ -22,7 +22,7 @@ from services.scheduler.server import start_scheduler
 from services.tokenizer.config import TokenizerConfig
 from services.tokenizer.server import start_tokenizer
 from tests.stack import Stack, free_port
-from tests.worker.tp_procs import alive, children, ready
+from tests.worker.tp_procs import alive, children, readiness, ready
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -102,6 +102,9 @@ def test_killed_follower_fails_the_stream_and_every_rank_exits(tp_stack, oai):
         max_tokens=400, stream=True, extra_body={"ignore_eos": True},
     )  # fmt: skip
     next(iter(stream))  # generating
+    seen: list[str] = []
+    watcher = threading.Thread(target=_watch_readiness, args=(stack.worker_address, seen))
+    watcher.start()
     os.kill(followers[1], signal.SIGKILL)
     start, failed = time.monotonic(), False
     try:
@@ -117,3 +120,12 @@ def test_killed_follower_fails_the_stream_and_every_rank_exits(tp_stack, oai):
     while any(alive(p) for p in followers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(alive(p) for p in followers)
+    watcher.join(10)
+    assert "NOT_SERVING" in seen, seen  # readiness dropped before the process went
+
+
+def _watch_readiness(address: str, seen: list[str]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (not seen or seen[-1] != "DOWN"):
+        seen.append(readiness(address))
+        time.sleep(0.1)

@@ -34,12 +34,17 @@ def alive(pid: int) -> bool:
         return False
 
 
-def ready(address: str) -> bool:
+def readiness(address: str) -> str:
+    """``SERVING``, ``NOT_SERVING`` or ``DOWN`` (nothing answers)."""
     with grpc.insecure_channel(address) as ch:
         try:
             resp = health_pb2_grpc.HealthStub(ch).Check(
                 health_pb2.HealthCheckRequest(service="readiness"), timeout=2
             )
         except grpc.RpcError:
-            return False
-        return resp.status == health_pb2.HealthCheckResponse.SERVING
+            return "DOWN"
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+
+
+def ready(address: str) -> bool:
+    return readiness(address) == "SERVING"
