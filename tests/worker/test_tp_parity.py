@@ -8,12 +8,13 @@ all-reduce may change the last bits, so greedy tokens (not logits) are compared.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from services.worker.engine import ModelRunner, RunnerConfig
 from tests.worker.helpers import save_tiny_llama
-from tests.worker.tp_helpers import greedy, rank_generate, run_ranks
+from tests.worker.tp_helpers import greedy, rank_generate, run_ranks, save_tiny_gguf
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -36,19 +37,27 @@ def _tp_tokens(tp: int, specs: dict[str, dict], prompts, tmp_path) -> dict[str, 
 @pytest.fixture(scope="module")
 def tiny_specs(tmp_path_factory) -> dict[str, dict]:
     path = str(tmp_path_factory.mktemp("tiny_8_2"))
-    save_tiny_llama(path, seed=3, **TINY)
+    hf_model = save_tiny_llama(path, seed=3, **TINY)
+    gguf_path = os.path.join(path, "tiny.gguf")
+    save_tiny_gguf(hf_model, gguf_path)
     base = {"model": path, "num_slots": 512, "max_rows": 4, "max_context_len": 128}
-    return {"hf": base, "dummy": {**base, "load_format": "dummy", "seed": 5}}
+    return {
+        "hf": base,
+        "gguf": {**base, "model": gguf_path},
+        "dummy": {**base, "load_format": "dummy", "seed": 5},
+    }
 
 
 @pytest.fixture(scope="module")
 def tiny_reference(tiny_specs) -> dict[str, list]:
-    return {n: _generate(ModelRunner(RunnerConfig(**kw)), PROMPTS) for n, kw in tiny_specs.items()}
+    ref = {n: _generate(ModelRunner(RunnerConfig(**kw)), PROMPTS) for n, kw in tiny_specs.items()}
+    assert ref["gguf"] == ref["hf"]  # the GGUF file holds the same model
+    return ref
 
 
 @pytest.mark.parametrize("tp", [2, 4])
 def test_tiny_llama_8_2_heads_greedy_parity(tp, tiny_specs, tiny_reference, tmp_path):
-    """8 query / 2 KV heads: KV heads split at TP=2, replicated at TP=4; HF and dummy loaders."""
+    """8 query / 2 KV heads: KV heads split at TP=2, replicated at TP=4; every loader."""
     assert _tp_tokens(tp, tiny_specs, PROMPTS, tmp_path) == tiny_reference
 
 

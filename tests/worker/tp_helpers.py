@@ -92,3 +92,63 @@ def rank_generate(group: TPGroup, specs: dict, prompts: list, max_new: int, out_
     if group.rank == 0:
         with open(out_path, "w") as f:
             json.dump(results, f)
+
+
+_GGUF_LAYER = {
+    "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+    "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+}  # fmt: skip
+_GGUF_GLOBAL = {
+    "model.embed_tokens": "token_embd",
+    "model.norm": "output_norm",
+    "lm_head": "output",
+}
+
+
+def _permute_qk(w, n_head: int):  # noqa: ANN001, ANN202 - numpy in, numpy out
+    """llama.cpp's converter layout for q/k rows (the inverse of the loader's un-permute)."""
+    half = w.shape[0] // n_head // 2
+    return w.reshape(n_head, 2, half, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def save_tiny_gguf(hf_model: torch.nn.Module, path: str) -> None:
+    """``hf_model`` (a transformers Llama) as an F32 GGUF file, laid out as llama.cpp writes it."""
+    import gguf
+
+    c = hf_model.config
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_vocab_size(c.vocab_size)
+    w.add_context_length(c.max_position_embeddings)
+    w.add_embedding_length(c.hidden_size)
+    w.add_block_count(c.num_hidden_layers)
+    w.add_feed_forward_length(c.intermediate_size)
+    w.add_head_count(c.num_attention_heads)
+    w.add_head_count_kv(c.num_key_value_heads)
+    w.add_layer_norm_rms_eps(c.rms_norm_eps)
+    w.add_rope_freq_base(c.rope_theta if hasattr(c, "rope_theta") else 10000.0)
+    tied = c.tie_word_embeddings
+    for name, t in hf_model.state_dict().items():
+        if tied and name == "lm_head.weight":
+            continue
+        base, kind = name.rsplit(".", 1)
+        if base.startswith("model.layers."):
+            _, _, layer, part = base.split(".", 3)
+            out = f"blk.{layer}.{_GGUF_LAYER[part]}.{kind}"
+        else:
+            out = f"{_GGUF_GLOBAL[base]}.{kind}"
+        arr = t.float().numpy()
+        if _is_part(name, "q_proj"):
+            arr = _permute_qk(arr, c.num_attention_heads)
+        elif _is_part(name, "k_proj"):
+            arr = _permute_qk(arr, c.num_key_value_heads)
+        w.add_tensor(out, arr.copy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def _is_part(name: str, part: str) -> bool:
+    return f".{part}." in name
