@@ -86,6 +86,9 @@ def rank_generate(group: TPGroup, specs: dict, prompts: list, max_new: int, out_
         if group.rank == 0:
             leader = LeaderRunner(runner, lambda reason: None, TPMetrics(0))
             results[name] = greedy(leader, prompts, max_new)
+            _rejected_steps_keep_ranks_in_step(leader)
+            if greedy(leader, prompts, max_new) != results[name]:
+                raise AssertionError("generation changed after rejected steps")
             leader.stop()
         elif follower_loop(runner, TPMetrics(group.rank)) != 0:
             raise RuntimeError(f"rank {group.rank}: follower loop failed")
@@ -152,3 +155,23 @@ def save_tiny_gguf(hf_model: torch.nn.Module, path: str) -> None:
 
 def _is_part(name: str, part: str) -> bool:
     return f".{part}." in name
+
+
+def _rejected_steps_keep_ranks_in_step(leader: object) -> None:
+    """Steps rank 0 rejects are rejected by every rank (no collective runs, nobody hangs)."""
+    from services.common.types import ForwardMode, ReqInput, StepInput
+
+    step = leader.step  # type: ignore[attr-defined]
+    bad = [
+        StepInput(0, ForwardMode.DECODE, [ReqInput(3, [1])]),  # a row that never started
+        StepInput(1, ForwardMode.EXTEND, [ReqInput(0, [1, 2], [5, 6], sample=False)]),
+        StepInput(2, ForwardMode.DECODE, [ReqInput(0, [3])]),  # nothing sampled on row 0 yet
+    ]
+    for i, batch in enumerate(bad):
+        try:
+            step(batch)
+        except ValueError:
+            continue
+        if i != 1:  # the middle one is valid: it sets up the third
+            raise AssertionError(f"step {i} was accepted")
+    step(StepInput(3, ForwardMode.DECODE, [], [0]))

@@ -64,9 +64,9 @@ class LeaderRunner:
     def step(self, batch: Any) -> Any:
         # Followers keep no sampled tokens: send the ones this step's decodes feed in.
         rows = self.runner.rows
-        tokens = {
-            r.row: st.last_token for r in batch.reqs if r.is_decode and (st := rows.get(r.row))
-        }
+        # NOTE: None too (a row that sampled nothing), so every rank rejects the same steps.
+        states = {r.row: rows.get(r.row) for r in batch.reqs if r.is_decode}
+        tokens = {row: st.last_token for row, st in states.items() if st is not None}
         start = time.perf_counter()
         out = self._run(("step", batch, tokens), self.runner.step, batch)
         self.metrics.observe(time.perf_counter() - start, self.group)
