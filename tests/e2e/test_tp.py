@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 
 import grpc
+import httpx
 import openai
 import pytest
 
@@ -32,11 +34,11 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 @pytest.fixture(scope="module")
 def tp_stack() -> Iterator[tuple[Stack, subprocess.Popen]]:
-    port, host = free_port(), "127.0.0.1"
+    port, host, metrics = free_port(), "127.0.0.1", _free_ports(3)
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
     worker = subprocess.Popen(
         [sys.executable, "-m", "services.worker", "--tp", "3", "--host", host, "--port",
-         str(port), "--metrics-port", "0", "--num-slots", "2048", "--max-rows", "8",
+         str(port), "--metrics-port", str(metrics), "--num-slots", "2048", "--max-rows", "8",
          "--max-context-len", "512", "--tp-timeout", "20"],
         cwd=ROOT, env=env,
     )  # fmt: skip
@@ -58,6 +60,7 @@ def tp_stack() -> Iterator[tuple[Stack, subprocess.Popen]]:
     try:
         stack.handles.append(stack.call(start_scheduler(scfg)))
         stack.handles.append(stack.call(start_tokenizer(tcfg)))
+        stack.metrics_ports = {"worker": metrics}
         yield stack, worker
     finally:
         stack.stop()
@@ -91,6 +94,36 @@ def test_tp3_answers_paris_streamed_and_not(tp_stack, oai):
         model=name, prompt="The capital of France is", temperature=0, max_tokens=8
     )
     assert "Paris" in completion.choices[0].text
+
+
+def test_every_rank_serves_its_metrics_on_port_plus_rank(tp_stack, oai):
+    oai.completions.create(model=oai.models.list().data[0].id, prompt="Hi", max_tokens=2)
+    base = tp_stack[0].metrics_ports["worker"]
+    for rank in range(3):
+        text = httpx.get(f"http://127.0.0.1:{base + rank}/metrics", timeout=10).text
+        count = _sample(text, "radixserve_worker_tp_forward_seconds_count", rank)
+        assert count > 0 and _sample(text, "radixserve_worker_tp_allreduce_bytes_total", rank) > 0
+
+
+def _sample(text: str, name: str, rank: int) -> float:
+    for line in text.splitlines():
+        if line.startswith(f'{name}{{rank="{rank}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} for rank {rank} missing")
+
+
+def _free_ports(n: int) -> int:
+    """A port p with p .. p+n-1 free (the worker's ranks serve metrics on p + rank)."""
+    for _ in range(50):
+        base = free_port()
+        try:
+            socks = [socket.create_server(("127.0.0.1", base + i)) for i in range(n)]
+        except OSError:
+            continue
+        for s in socks:
+            s.close()
+        return base
+    raise RuntimeError("no run of free ports")
 
 
 def test_killed_follower_fails_the_stream_and_every_rank_exits(tp_stack, oai):

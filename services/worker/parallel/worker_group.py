@@ -30,10 +30,10 @@ _EXIT_DELAY_S = 1.5  # lets rank 0 send the failed step's error before the proce
 
 
 def rank_device(device: str, topo: Topology, rank: int) -> str:
-    """``cuda:<local index>`` for a CUDA worker, the configured device otherwise."""
+    """``cuda:<local index>`` for a CUDA worker (one GPU per rank), else the configured device."""
     import torch
 
-    if device in ("auto", "cuda") and torch.cuda.is_available():
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         return f"cuda:{topo.local_index(rank)}"
     return "cpu" if device == "auto" else device
 
