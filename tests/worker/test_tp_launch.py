@@ -50,9 +50,9 @@ def test_flags_are_checked_naming_the_field():
     assert not wants_tp(WorkerConfig(), {})
 
 
-@pytest.mark.timeout(180)
-def test_sigterm_stops_every_rank(tmp_path):
-    """A --tp 2 worker (tiny dummy weights) serves; SIGTERM ends rank 0 and its follower, code 0."""
+@pytest.fixture
+def tiny_tp2_worker(tmp_path):
+    """A served --tp 2 worker (tiny dummy weights) and its one follower, once ready."""
     config = tmp_path / "config.json"
     config.write_text(json.dumps({
         "architectures": ["LlamaForCausalLM"], "vocab_size": 64, "hidden_size": 32,
@@ -73,9 +73,31 @@ def test_sigterm_stops_every_rank(tmp_path):
             time.sleep(0.5)
         followers = children(worker.pid)
         assert len(followers) == 1
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(20) == 0
-        assert not any(alive(p) for p in followers)
+        yield worker, followers[0]
     finally:
         if worker.poll() is None:
             worker.kill()
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not alive(pid)
+
+
+@pytest.mark.timeout(180)
+def test_sigterm_stops_every_rank(tiny_tp2_worker):
+    worker, follower = tiny_tp2_worker
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(20) == 0
+    assert _gone(follower, 5)
+
+
+@pytest.mark.timeout(180)
+def test_killed_rank0_takes_its_followers_down(tiny_tp2_worker):
+    """SIGKILL leaves rank 0 no time to stop anyone: the follower notices and exits."""
+    worker, follower = tiny_tp2_worker
+    worker.kill()
+    worker.wait(10)
+    assert _gone(follower, 5)
