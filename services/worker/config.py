@@ -44,5 +44,5 @@ class WorkerConfig:
         default=0, metadata={"help": "TP rendezvous port (default MASTER_PORT; 0 = free port)"}
     )
     tp_timeout: float = field(
-        default=60.0, metadata={"help": "seconds before a stuck TP collective fails the group"}
+        default=120.0, metadata={"help": "seconds before a stuck TP collective fails the group"}
     )

@@ -21,7 +21,7 @@ import torch.distributed as dist
 logger = logging.getLogger(__name__)
 
 # A collective whose peer is gone must fail, not hang: a step never waits this long on purpose.
-DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_TIMEOUT_S = 120.0
 _IDLE_TIMEOUT = datetime.timedelta(days=365)  # the step channel: followers wait for work
 
 
