@@ -9,14 +9,21 @@ import subprocess
 import sys
 import time
 
+import grpc
 import pytest
 
+from radixserve.v1 import worker_pb2, worker_pb2_grpc
 from services.worker.config import WorkerConfig
 from services.worker.parallel.launch import wants_tp
 from services.worker.parallel.topology import resolve_topology
 from tests.stack import free_port
 from tests.worker.tp_procs import alive, children, ready
 
+TINY_CONFIG = {
+    "architectures": ["LlamaForCausalLM"], "vocab_size": 64, "hidden_size": 32,
+    "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "max_position_embeddings": 64,
+}  # fmt: skip
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -54,11 +61,7 @@ def test_flags_are_checked_naming_the_field():
 def tiny_tp2_worker(tmp_path):
     """A served --tp 2 worker (tiny dummy weights) and its one follower, once ready."""
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({
-        "architectures": ["LlamaForCausalLM"], "vocab_size": 64, "hidden_size": 32,
-        "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "max_position_embeddings": 64,
-    }))  # fmt: skip
+    config.write_text(json.dumps(TINY_CONFIG))
     port = free_port()
     worker = subprocess.Popen(
         [sys.executable, "-m", "services.worker", "--tp", "2", "--port", str(port),
@@ -101,3 +104,37 @@ def test_killed_rank0_takes_its_followers_down(tiny_tp2_worker):
     worker.kill()
     worker.wait(10)
     assert _gone(follower, 5)
+
+
+@pytest.mark.timeout(180)
+def test_two_nodes_one_rank_each(tmp_path):
+    """``--nnodes 2``: node 1's rank runs in its own process (no gRPC port); node 0 serves
+    ``tp_size`` 2, and its SIGTERM stops node 1 cleanly too."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    port, rendezvous = free_port(), free_port()
+    common = ["--tp", "2", "--nnodes", "2", "--master-addr", "127.0.0.1", "--master-port",
+              str(rendezvous), "--metrics-port", "0", "--model", str(config), "--load-format",
+              "dummy", "--num-slots", "64", "--max-rows", "2", "--host", "127.0.0.1"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "services.worker", *common]
+    node1 = subprocess.Popen([*cmd, "--node-rank", "1", "--port", "1"], cwd=ROOT, env=env)
+    node0 = subprocess.Popen([*cmd, "--node-rank", "0", "--port", str(port)], cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 150
+        while not ready(f"127.0.0.1:{port}"):
+            assert node0.poll() is None and node1.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            info = (
+                worker_pb2_grpc.WorkerServiceStub(ch)
+                .GetWorkerInfo(worker_pb2.GetWorkerInfoRequest(), timeout=10)
+                .info
+            )
+        assert info.tp_size == 2 and not children(node0.pid) and not children(node1.pid)
+        node0.send_signal(signal.SIGTERM)
+        assert node0.wait(20) == 0 and node1.wait(20) == 0
+    finally:
+        for proc in (node0, node1):
+            if proc.poll() is None:
+                proc.kill()
