@@ -1,4 +1,5 @@
-"""Each parallel layer on 2 and 4 gloo ranks equals the unsharded layer."""
+"""Each parallel layer on 2 and 4 gloo ranks equals the unsharded layer (run by test_tp_parity's
+spawns, see :func:`layers_then_generate`); collective timeouts; refused head counts."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from services.worker.layers import (
 )
 from services.worker.model_config import ModelConfig
 from services.worker.parallel import check_tp
-from tests.worker.tp_helpers import run_ranks
+from tests.worker.tp_helpers import rank_generate, run_ranks
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -80,9 +81,14 @@ def _check_layers(group) -> None:
     assert group.broadcast_object({"step": group.rank}) == {"step": 0}
 
 
-@pytest.mark.parametrize("tp", [2, 4])
-def test_parallel_layers_equal_unsharded(tp):
-    run_ranks(_check_layers, tp)
+def layers_then_generate(group, *args) -> None:
+    """The layer checks, then :func:`rank_generate` on the same ranks.
+
+    NOTE: ``test_tp_parity`` runs this at TP=2 and TP=4: starting gloo ranks costs more than
+    the checks, so both share one spawn per TP size (this module imports no transformers).
+    """
+    _check_layers(group)
+    rank_generate(group, *args)
 
 
 def _hung_peer(group) -> None:

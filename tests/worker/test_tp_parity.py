@@ -14,6 +14,7 @@ import pytest
 
 from services.worker.engine import ModelRunner, RunnerConfig
 from tests.worker.helpers import save_tiny_llama
+from tests.worker.test_tp_layers import layers_then_generate
 from tests.worker.tp_helpers import greedy, rank_generate, run_ranks, save_tiny_gguf
 
 pytestmark = pytest.mark.timeout(240)
@@ -27,9 +28,9 @@ def _generate(runner, prompts: list[list[int]]) -> list[list[int]]:
     return greedy(runner, prompts, NEW_TOKENS)
 
 
-def _tp_tokens(tp: int, specs: dict[str, dict], prompts, tmp_path) -> dict[str, list]:
+def _tp_tokens(tp: int, specs: dict[str, dict], prompts, tmp_path, fn=rank_generate) -> dict:
     out = str(tmp_path / f"tp{tp}.json")
-    run_ranks(rank_generate, tp, specs, prompts, NEW_TOKENS, out)
+    run_ranks(fn, tp, specs, prompts, NEW_TOKENS, out)
     with open(out) as f:
         return json.load(f)
 
@@ -56,9 +57,11 @@ def tiny_reference(tiny_specs) -> dict[str, list]:
 
 
 @pytest.mark.parametrize("tp", [2, 4])
-def test_tiny_llama_8_2_heads_greedy_parity(tp, tiny_specs, tiny_reference, tmp_path):
-    """8 query / 2 KV heads: KV heads split at TP=2, replicated at TP=4; every loader."""
-    assert _tp_tokens(tp, tiny_specs, PROMPTS, tmp_path) == tiny_reference
+def test_parallel_layers_and_tiny_llama_greedy_parity(tp, tiny_specs, tiny_reference, tmp_path):
+    """Each parallel layer equals the unsharded one; then 8 query / 2 KV heads (KV heads split at
+    TP=2, replicated at TP=4) generate the TP=1 tokens through every loader."""
+    got = _tp_tokens(tp, tiny_specs, PROMPTS, tmp_path, layers_then_generate)
+    assert got == tiny_reference
 
 
 def test_embedded_smollm2_tp3_greedy_parity(embedded_runner, tmp_path):
