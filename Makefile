@@ -126,3 +126,8 @@ images:
 # kernel group (attention, GEMM, norm/elementwise) -> bench/profile/out/{serving.trace.json,kernels.md}.
 profile: setup
 	$(PY) bench/profile/profile.py all $(PROFILE_ARGS)
+
+# GPU: TP=1 through the TP code vs the pre-TP code (BASE=a checkout with stubs), and TP=$(TP).
+.PHONY: bench-tp
+bench-tp: setup
+	$(PY) bench/bench_tp.py $(if $(BASE),--baseline-root $(BASE)) --tp $(or $(TP),2) --out bench/results/tp.json

@@ -25,12 +25,32 @@ class WorkerConfig(RunnerConfig):
         default=False,
         metadata={"help": "run steps on a worker thread instead of the event loop thread"},
     )
+    tp: int = field(
+        default=1, metadata={"help": "tensor-parallel ranks (all nodes together); 1 = off"}
+    )
+    nnodes: int = field(default=1, metadata={"help": "nodes the TP group spans (multi-node)"})
+    node_rank: int = field(default=0, metadata={"help": "this node's index in the TP group"})
+    master_addr: str = field(
+        default="", metadata={"help": "TP rendezvous host (default MASTER_ADDR or 127.0.0.1)"}
+    )
+    master_port: int = field(
+        default=0, metadata={"help": "TP rendezvous port (default MASTER_PORT; 0 = free port)"}
+    )
+    tp_timeout: float = field(
+        default=120.0, metadata={"help": "seconds before a stuck TP collective fails the group"}
+    )
 
     def problems(self) -> list[str]:
         out = super().problems()
-        for name in ("port", "metrics_port"):
+        for name in ("port", "metrics_port", "master_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 out.append(f"{name} must be in [0, 65535], got {getattr(self, name)}")
+        if self.tp < 1:
+            out.append(f"tp must be at least 1, got {self.tp}")
+        if self.nnodes < 1 or not 0 <= self.node_rank < self.nnodes:
+            out.append(f"node_rank must be in [0, nnodes={self.nnodes}), got {self.node_rank}")
+        if self.tp_timeout <= 0:
+            out.append(f"tp_timeout must be positive, got {self.tp_timeout}")
         return out
 
     @property

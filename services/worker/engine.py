@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -19,6 +20,8 @@ from services.worker.cuda_graph import DecodeGraphs
 from services.worker.kv_pool import KVPool, ReqToTokenTable
 from services.worker.layers.ops import get_ops
 from services.worker.loader import load_model
+from services.worker.parallel import local_heads
+from services.worker.parallel.group import TPGroup
 from services.worker.penalties import PenaltyBank, mask_tokens
 from services.worker.rows import RowState, RowTable
 from services.worker.runner_config import (
@@ -38,22 +41,32 @@ __all__ = ["ModelRunner", "RunnerConfig"]
 class ModelRunner:
     """Owns every tensor of one worker and runs one scheduler step at a time."""
 
-    def __init__(self, cfg: RunnerConfig) -> None:
+    def __init__(self, cfg: RunnerConfig, tp: TPGroup | None = None) -> None:
         self.cfg = cfg
         self.device, self.dtype = resolve_device_dtype(cfg.device, cfg.dtype)
+        self.tp = tp if tp is not None else TPGroup(device=self.device)  # size 1: no collectives
         torch.manual_seed(cfg.seed)
         self.source = resolve_model(cfg.model, cfg.load_format)
         backend_cls = pick_backend(cfg.attention_backend, self.device)
         # NOTE: the model's own ops, fixed at construction (another model may use others).
         self.ops = get_ops(pick_ops(cfg.ops, backend_cls.name, self.device))
         self.model, self.config = load_model(
-            self.source, self.dtype, self.device, cfg.max_context_len, cfg.seed, self.ops
+            self.source,
+            self.dtype,
+            self.device,
+            cfg.max_context_len,
+            cfg.seed,
+            tp=self.tp,
+            ops=self.ops,
         )
-        c = self.config
+        # NOTE: the KV pool and attention see this rank's heads only; ModelInfo the model's.
+        heads, kv_heads = local_heads(self.config.num_heads, self.config.num_kv_heads, self.tp.size)
+        c = dataclasses.replace(self.config, num_heads=heads, num_kv_heads=kv_heads)
         self.max_context_len = cfg.max_context_len or c.max_position_embeddings
         num_slots = cfg.num_slots or size_pool(
             cfg, c, self.dtype, self.device, self.max_context_len
         )
+        num_slots = self.tp.min_int(num_slots)  # every rank must hold every slot
         self.kv_pool = KVPool(
             c.num_layers, num_slots, c.num_kv_heads, c.head_dim, self.dtype, self.device
         )
@@ -84,6 +97,7 @@ class ModelRunner:
             head_dim=c.head_dim,
             dtype=str(self.dtype).removeprefix("torch."),
             device=str(self.device),
+            tp_size=self.tp.size,
         )
 
     def reset(self) -> None:
@@ -110,7 +124,10 @@ class ModelRunner:
         else:
             self.attn_backend.prepare(ctx)
             logits = self.model(ctx.input_ids, ctx.positions, ctx)
-        out = self._sample(plans, logits)
+        if self.tp.rank:  # TP follower: rank 0 samples
+            out = StepOutput(step_id=0, token_ids=[-1] * len(plans))
+        else:
+            out = self._sample(plans, logits)
         for rid in batch.release_rows:
             self.rows.release(rid)
         out.step_id = batch.step_id

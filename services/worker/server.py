@@ -16,6 +16,8 @@ from services.common.metrics import serve_metrics
 from services.common.server import ServiceServer
 from services.worker.config import WorkerConfig
 from services.worker.metrics import WorkerMetrics
+from services.worker.parallel import GroupError
+from services.worker.parallel.launch import TPHandle, TPLaunch, wants_tp
 from services.worker.profiling import ProfileRPCs
 
 logger = logging.getLogger(__name__)
@@ -71,8 +73,9 @@ class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
                     # thread fights the gRPC threads for the GIL (5 ms switch interval): on an
                     # H100 that cost 16% of batch-1 speed and 7x the median TTFT at 64 streams.
                     out = self.runner.step(step)
-            except ValueError as exc:
-                # A bad step fails that step only; the stream and the other rows go on.
+            except (ValueError, GroupError) as exc:
+                # A bad step fails that step only; the stream and the other rows go on. A broken
+                # TP group fails every step until the process exits (and the stream with it).
                 logger.warning("step rejected", extra={"kv": {"step": pb.step_id, "err": exc}})
                 self.metrics.errors.inc()
                 yield worker_pb2.ForwardResponse(step_id=pb.step_id, error=str(exc))
@@ -83,14 +86,23 @@ class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
 
 
 def build_runner(cfg: WorkerConfig) -> object:
-    """Loads the model (slow; shows progress)."""
+    """Loads the model (slow; shows progress). torch is imported only here."""
     from services.worker.engine import ModelRunner
 
     return ModelRunner(cfg.runner)
 
 
 async def start_worker(cfg: WorkerConfig, runner: object | None = None) -> ServiceServer:
-    """Opens the port (liveness), loads the model unless given one, then turns readiness on."""
+    """Opens the port (liveness), loads the model unless given one, then turns readiness on.
+
+    Under tensor parallelism (``--tp``, or a group from the environment) this host's other ranks
+    start as child processes; only global rank 0 opens the port (see ``parallel.launch``).
+    """
+    tp = None
+    if runner is None and wants_tp(cfg):
+        tp = TPLaunch(cfg, cfg.runner)
+        if not tp.serves:
+            return await tp.run_follower_host()  # type: ignore[return-value]
     metrics = WorkerMetrics()
     serve_metrics(metrics.registry, cfg.metrics_port)
     servicer = WorkerServicer(metrics, cfg.step_thread)
@@ -98,8 +110,12 @@ async def start_worker(cfg: WorkerConfig, runner: object | None = None) -> Servi
     await server.start(lambda s: worker_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, s))
     if runner is None:
         start = time.perf_counter()
-        runner = await asyncio.to_thread(build_runner, cfg)
+        build = build_runner if tp is None else lambda _cfg: tp.build_leader(metrics.registry)
+        runner = await asyncio.to_thread(build, cfg)
         metrics.load_seconds.set(time.perf_counter() - start)
+    if tp is not None:
+        tp.workers.on_failure.append(_not_ready_on_failure(server))
+        server = TPHandle(server, tp)  # type: ignore[assignment]
     servicer.attach(runner)
     await server.set_ready(True)
     info = runner.info  # type: ignore[attr-defined]
@@ -108,3 +124,13 @@ async def start_worker(cfg: WorkerConfig, runner: object | None = None) -> Servi
         extra={"kv": {"model": info.model_name, "slots": info.num_slots, "device": info.device}},
     )
     return server
+
+
+def _not_ready_on_failure(server: ServiceServer):  # noqa: ANN202
+    """A failed TP group: readiness NOT_SERVING at once (called from any thread)."""
+    loop = asyncio.get_running_loop()
+
+    def callback(reason: str) -> None:
+        loop.call_soon_threadsafe(lambda: loop.create_task(server.set_ready(False)))
+
+    return callback

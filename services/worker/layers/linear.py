@@ -1,28 +1,37 @@
 """Linear layers whose weight loaders are where tensor-parallel sharding lives.
 
 Every parameter carries a ``weight_loader(param, loaded, shard_id=None)`` that copies its part of a
-checkpoint tensor into it; the model's load code never slices tensors itself.
+checkpoint tensor into it; the model's load code never slices tensors itself. Each parameter also
+carries ``full_shape`` (its unsharded shape) and ``full_loader(param, full)`` that loads it from an
+unsharded, already fused tensor (random ``dummy`` weights are drawn that way, so every TP size
+sees the same model).
 
 * :class:`ColumnParallelLinear` splits the output features: rank ``r`` of ``tp_size`` holds rows
   ``[r * out / tp, (r + 1) * out / tp)`` of the weight and produces that slice of the output.
   :class:`MergedColumnParallelLinear` (fused gate/up) and :class:`QKVParallelLinear` (fused q/k/v)
-  are column-parallel layers made of several checkpoint tensors, each sharded on its own.
+  are column-parallel layers made of several checkpoint tensors, each sharded on its own; KV heads
+  are replicated when ``tp_size`` exceeds their number.
 * :class:`RowParallelLinear` splits the input features: each rank multiplies its slice of the
   input by its columns of the weight; the partial outputs are summed across ranks (an all-reduce).
 
-Today ``tp_rank = 0`` and ``tp_size = 1``: every loader copies the whole tensor and
-``all_reduce`` is not needed. With tensor parallelism, the worker passes the rank and size and sets
-``RowParallelLinear.all_reduce`` to its communicator; no model file changes.
+A layer gets the rank and size from its ``group`` (a :class:`~services.worker.parallel.TPGroup`);
+``tp_rank``/``tp_size`` alone shard without communicating (tests emulate ranks that way). At size
+1 ``self.group`` is None and no collective is called.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from services.worker.parallel.shapes import kv_head_start, local_heads
+
+if TYPE_CHECKING:
+    from services.worker.parallel.group import TPGroup
 
 logger = logging.getLogger(__name__)
 
@@ -31,21 +40,36 @@ def _param(*shape: int) -> nn.Parameter:
     return nn.Parameter(torch.empty(*shape), requires_grad=False)
 
 
+def _rank_size(group: TPGroup | None, tp_rank: int, tp_size: int) -> tuple[int, int]:
+    return (group.rank, group.size) if group is not None else (tp_rank, tp_size)
+
+
 class LinearBase(nn.Module):
     def __init__(
-        self, input_size: int, output_size: int, bias: bool, tp_rank: int = 0, tp_size: int = 1
-    ) -> None:
+        self, input_size: int, output_size: int, bias: bool, tp_rank: int = 0, tp_size: int = 1,
+        group: TPGroup | None = None, full_in: int | None = None, full_out: int | None = None,
+    ) -> None:  # fmt: skip
         super().__init__()
-        self.tp_rank, self.tp_size = tp_rank, tp_size
+        self.tp_rank, self.tp_size = _rank_size(group, tp_rank, tp_size)
+        self.group = group if group is not None and group.size > 1 else None
         self.input_size, self.output_size = input_size, output_size
-        self.weight = _param(output_size, input_size)
-        self.weight.weight_loader = self.weight_loader
-        self.bias = _param(output_size) if bias else None
-        if self.bias is not None:
-            self.bias.weight_loader = self.weight_loader
+        self.weight = self._register(_param(output_size, input_size), (full_out, full_in))
+        self.bias = None
+        if bias:
+            self.bias = self._register(_param(output_size), (full_out,))
+
+    def _register(self, param: nn.Parameter, full: tuple[int | None, ...]) -> nn.Parameter:
+        param.weight_loader = self.weight_loader
+        param.full_loader = self.full_loader
+        shape = zip(full, param.shape, strict=True)
+        param.full_shape = tuple(f if f is not None else s for f, s in shape)
+        return param
 
     def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
         _copy(param.data, loaded)
+
+    def full_loader(self, param: nn.Parameter, full: torch.Tensor) -> None:
+        self.weight_loader(param, full)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
@@ -73,9 +97,12 @@ class ReplicatedLinear(LinearBase):
 class ColumnParallelLinear(LinearBase):
     def __init__(
         self, input_size: int, output_size: int, bias: bool = False, tp_rank: int = 0,
-        tp_size: int = 1,
+        tp_size: int = 1, group: TPGroup | None = None,
     ) -> None:  # fmt: skip
-        super().__init__(input_size, output_size // tp_size, bias, tp_rank, tp_size)
+        size = _rank_size(group, tp_rank, tp_size)[1]
+        super().__init__(
+            input_size, output_size // size, bias, tp_rank, tp_size, group, full_out=output_size
+        )
 
     def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
         _copy(param.data, _shard(loaded, 0, self.tp_rank, self.tp_size))
@@ -86,10 +113,10 @@ class MergedColumnParallelLinear(ColumnParallelLinear):
 
     def __init__(
         self, input_size: int, output_sizes: list[int], bias: bool = False, tp_rank: int = 0,
-        tp_size: int = 1,
+        tp_size: int = 1, group: TPGroup | None = None,
     ) -> None:  # fmt: skip
         self.output_sizes = list(output_sizes)
-        super().__init__(input_size, sum(output_sizes), bias, tp_rank, tp_size)
+        super().__init__(input_size, sum(output_sizes), bias, tp_rank, tp_size, group)
 
     def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
         if shard_id is None:
@@ -98,20 +125,32 @@ class MergedColumnParallelLinear(ColumnParallelLinear):
         size = self.output_sizes[shard_id] // self.tp_size
         _copy(param.data.narrow(0, offset, size), _shard(loaded, 0, self.tp_rank, self.tp_size))
 
+    def full_loader(self, param: nn.Parameter, full: torch.Tensor) -> None:
+        for i, part in enumerate(full.split(self.output_sizes, dim=0)):
+            self.weight_loader(param, part, i)
+
 
 class QKVParallelLinear(ColumnParallelLinear):
-    """Fused q/k/v projection; ``shard_id`` is ``"q"``, ``"k"`` or ``"v"``; heads split by rank."""
+    """Fused q/k/v projection; ``shard_id`` is ``"q"``, ``"k"`` or ``"v"``; heads split by rank.
+
+    With ``tp_size > num_kv_heads`` each rank keeps the one KV head its query heads share (heads
+    are replicated, ``tp_size / num_kv_heads`` ranks per KV head).
+    """
 
     def __init__(
         self, hidden_size: int, head_dim: int, num_heads: int, num_kv_heads: int,
-        bias: bool = False, tp_rank: int = 0, tp_size: int = 1,
+        bias: bool = False, tp_rank: int = 0, tp_size: int = 1, group: TPGroup | None = None,
     ) -> None:  # fmt: skip
+        rank, size = _rank_size(group, tp_rank, tp_size)
         self.head_dim = head_dim
-        # NOTE: with tp_size > num_kv_heads the kv heads would be replicated; not supported yet.
-        self.num_heads = num_heads // tp_size
-        self.num_kv_heads = max(1, num_kv_heads // tp_size)
-        total = (num_heads + 2 * num_kv_heads) * head_dim
-        super().__init__(hidden_size, total, bias, tp_rank, tp_size)
+        self.total_heads, self.total_kv_heads = num_heads, num_kv_heads
+        self.num_heads, self.num_kv_heads = local_heads(num_heads, num_kv_heads, size)
+        self.kv_start = kv_head_start(num_kv_heads, rank, size)
+        local_out = (self.num_heads + 2 * self.num_kv_heads) * head_dim
+        LinearBase.__init__(
+            self, hidden_size, local_out, bias, tp_rank, tp_size, group,
+            full_out=(num_heads + 2 * num_kv_heads) * head_dim,
+        )  # fmt: skip
 
     @property
     def q_size(self) -> int:
@@ -127,18 +166,31 @@ class QKVParallelLinear(ColumnParallelLinear):
         if shard_id not in offsets:
             raise ValueError(f"qkv shard_id must be q, k or v, got {shard_id!r}")
         offset, size = offsets[shard_id]
-        _copy(param.data.narrow(0, offset, size), _shard(loaded, 0, self.tp_rank, self.tp_size))
+        if self.tp_size == 1:
+            part = loaded
+        elif shard_id == "q":
+            part = _shard(loaded, 0, self.tp_rank, self.tp_size)
+        else:  # by head index: a KV head may be shared by several ranks
+            part = loaded.narrow(0, self.kv_start * self.head_dim, size)
+        _copy(param.data.narrow(0, offset, size), part)
+
+    def full_loader(self, param: nn.Parameter, full: torch.Tensor) -> None:
+        q, kv = self.total_heads * self.head_dim, self.total_kv_heads * self.head_dim
+        for sid, part in zip("qkv", full.split([q, kv, kv], dim=0), strict=True):
+            self.weight_loader(param, part, sid)
 
 
 class RowParallelLinear(LinearBase):
-    """Input features split across ranks; partial outputs summed by ``all_reduce`` when set."""
+    """Input features split across ranks; partial outputs summed by the group's all-reduce."""
 
     def __init__(
         self, input_size: int, output_size: int, bias: bool = False, tp_rank: int = 0,
-        tp_size: int = 1,
+        tp_size: int = 1, group: TPGroup | None = None,
     ) -> None:  # fmt: skip
-        super().__init__(input_size // tp_size, output_size, bias, tp_rank, tp_size)
-        self.all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None
+        size = _rank_size(group, tp_rank, tp_size)[1]
+        super().__init__(
+            input_size // size, output_size, bias, tp_rank, tp_size, group, full_in=input_size
+        )
 
     def weight_loader(self, param: nn.Parameter, loaded: torch.Tensor, shard_id=None) -> None:
         if param.dim() == 1:  # bias: added once, after the reduction
@@ -149,6 +201,6 @@ class RowParallelLinear(LinearBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # NOTE: the bias must be added after the all-reduce, or it would be counted tp_size times.
         y = F.linear(x, self.weight)
-        if self.all_reduce is not None and self.tp_size > 1:
-            y = self.all_reduce(y)
+        if self.group is not None:
+            y = self.group.all_reduce(y)
         return y if self.bias is None else y + self.bias

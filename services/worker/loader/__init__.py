@@ -6,6 +6,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -14,6 +15,10 @@ from services.worker.layers.ops import Ops
 from services.worker.loader import dummy, hf
 from services.worker.model_config import ModelConfig
 from services.worker.models import CausalLM, get_model_class
+from services.worker.parallel.shapes import check_tp
+
+if TYPE_CHECKING:
+    from services.worker.parallel.group import TPGroup
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +55,15 @@ def load_model(
     device: torch.device | str,
     max_position: int | None = None,
     seed: int = 0,
+    tp: TPGroup | None = None,
     ops: Ops | None = None,
 ) -> tuple[CausalLM, ModelConfig]:
     """Build ``source``'s model directly on ``device`` in ``dtype`` and load its weights.
 
     ``max_position`` sizes the rotary cache (default: the model's context length); ``ops`` are
-    the elementwise ops its layers call (default: the torch references).
+    the elementwise ops its layers call (default: the torch references). With a tensor-parallel
+    group ``tp`` every parameter holds this rank's shard only: the weight loaders cut each full
+    checkpoint tensor as it streams by.
     """
     start = time.monotonic()
     reader = None
@@ -64,8 +72,9 @@ def load_model(
     else:
         config = read_config(source)
     model_cls = get_model_class(config.architecture)
+    check_tp(config, tp.size if tp is not None else 1)
     with _default_dtype(dtype), torch.device(device):
-        model = model_cls(config, max_position, ops=ops)
+        model = model_cls(config, max_position, tp=tp, ops=ops)
     if source.kind == "dummy":
         dummy.init_random(model, seed)
     else:

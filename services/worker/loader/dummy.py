@@ -44,7 +44,11 @@ def read_config(path: str) -> ModelConfig:
 
 @torch.no_grad()
 def init_random(model: nn.Module, seed: int = 0) -> None:
-    """Norm weights 1, everything else uniform in +-0.02 (keeps bf16 activations finite)."""
+    """Norm weights 1, everything else uniform in +-0.02 (keeps bf16 activations finite).
+
+    NOTE: each weight is drawn at its full (unsharded) shape and cut by its layer's loader, so a
+    tensor-parallel rank holds exactly its shard of the same model a single worker would run.
+    """
     for name, param in model.named_parameters():
         gen = torch.Generator(device=param.device)
         gen.manual_seed(seed + zlib.crc32(name.encode()))
@@ -53,4 +57,8 @@ def init_random(model: nn.Module, seed: int = 0) -> None:
         elif param.dim() == 1:
             param.zero_()
         else:
-            param.uniform_(-0.02, 0.02, generator=gen)
+            full_shape = getattr(param, "full_shape", param.shape)
+            full = torch.empty(full_shape, dtype=param.dtype, device=param.device)
+            full.uniform_(-0.02, 0.02, generator=gen)
+            loader = getattr(param, "full_loader", None)
+            loader(param, full) if loader is not None else param.copy_(full)

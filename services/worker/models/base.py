@@ -34,7 +34,10 @@ class CausalLM(nn.Module, ABC):
     def forward(
         self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext
     ) -> torch.Tensor:
-        """Logits ``[len(ctx.logits_indices), vocab]`` of the tokens that need sampling."""
+        """Logits ``[len(ctx.logits_indices), vocab]`` of the tokens that need sampling.
+
+        Under tensor parallelism only rank 0 is sure to get them (None on gloo followers).
+        """
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
         """Copy HF-named tensors into the parameters via their weight loaders.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -23,18 +24,23 @@ from services.worker.layers.ops import Ops
 from services.worker.model_config import ModelConfig
 from services.worker.models.base import CausalLM
 
+if TYPE_CHECKING:
+    from services.worker.parallel.group import TPGroup
+
 logger = logging.getLogger(__name__)
 
 
 class LlamaAttention(nn.Module):
-    def __init__(self, config: ModelConfig, layer_id: int, rotary: RotaryEmbedding) -> None:
+    def __init__(
+        self, config: ModelConfig, layer_id: int, rotary: RotaryEmbedding, tp: TPGroup | None
+    ) -> None:
         super().__init__()
         c = config
         self.qkv_proj = QKVParallelLinear(
-            c.hidden_size, c.head_dim, c.num_heads, c.num_kv_heads, bias=c.attention_bias
+            c.hidden_size, c.head_dim, c.num_heads, c.num_kv_heads, bias=c.attention_bias, group=tp
         )
         self.o_proj = RowParallelLinear(
-            c.num_heads * c.head_dim, c.hidden_size, bias=c.attention_bias
+            c.num_heads * c.head_dim, c.hidden_size, bias=c.attention_bias, group=tp
         )
         self.rotary = rotary  # shared by all layers (one cos/sin cache)
         self.attn = PagedAttention(
@@ -54,13 +60,15 @@ class LlamaAttention(nn.Module):
 
 
 class LlamaMLP(nn.Module):
-    def __init__(self, config: ModelConfig, ops: Ops | None = None) -> None:
+    def __init__(self, config: ModelConfig, tp: TPGroup | None, ops: Ops | None = None) -> None:
         super().__init__()
         c = config
         self.gate_up_proj = MergedColumnParallelLinear(
-            c.hidden_size, [c.intermediate_size] * 2, bias=c.mlp_bias
+            c.hidden_size, [c.intermediate_size] * 2, bias=c.mlp_bias, group=tp
         )
-        self.down_proj = RowParallelLinear(c.intermediate_size, c.hidden_size, bias=c.mlp_bias)
+        self.down_proj = RowParallelLinear(
+            c.intermediate_size, c.hidden_size, bias=c.mlp_bias, group=tp
+        )
         self.act = SiluAndMul(ops)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,11 +77,16 @@ class LlamaMLP(nn.Module):
 
 class LlamaDecoderLayer(nn.Module):
     def __init__(
-        self, config: ModelConfig, layer_id: int, rotary: RotaryEmbedding, ops: Ops | None = None
+        self,
+        config: ModelConfig,
+        layer_id: int,
+        rotary: RotaryEmbedding,
+        tp: TPGroup | None,
+        ops: Ops | None = None,
     ) -> None:
         super().__init__()
-        self.self_attn = LlamaAttention(config, layer_id, rotary)
-        self.mlp = LlamaMLP(config, ops)
+        self.self_attn = LlamaAttention(config, layer_id, rotary, tp)
+        self.mlp = LlamaMLP(config, tp, ops)
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, ops)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, ops)
 
@@ -94,14 +107,20 @@ class LlamaDecoderLayer(nn.Module):
 
 
 class LlamaModel(nn.Module):
-    def __init__(self, config: ModelConfig, max_position: int, ops: Ops | None = None) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        max_position: int,
+        tp: TPGroup | None = None,
+        ops: Ops | None = None,
+    ) -> None:
         super().__init__()
-        self.embed_tokens = VocabEmbedding(config.vocab_size, config.hidden_size)
+        self.embed_tokens = VocabEmbedding(config.vocab_size, config.hidden_size, group=tp)
         rotary = RotaryEmbedding(
             config.head_dim, max_position, config.rope_theta, config.rope_scaling, ops=ops
         )
         self.layers = nn.ModuleList(
-            LlamaDecoderLayer(config, i, rotary, ops) for i in range(config.num_layers)
+            LlamaDecoderLayer(config, i, rotary, tp, ops) for i in range(config.num_layers)
         )
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, ops)
 
@@ -125,11 +144,15 @@ class LlamaForCausalLM(CausalLM):
     )
 
     def __init__(
-        self, config: ModelConfig, max_position: int | None = None, ops: Ops | None = None
+        self,
+        config: ModelConfig,
+        max_position: int | None = None,
+        tp: TPGroup | None = None,
+        ops: Ops | None = None,
     ) -> None:
         super().__init__(config)
-        self.model = LlamaModel(config, max_position or config.max_position_embeddings, ops)
-        self.lm_head = LMHead(config.vocab_size, config.hidden_size)
+        self.model = LlamaModel(config, max_position or config.max_position_embeddings, tp, ops)
+        self.lm_head = LMHead(config.vocab_size, config.hidden_size, group=tp)
         if config.tie_word_embeddings:
             self.lm_head.tie(self.model.embed_tokens)
 
