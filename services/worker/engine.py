@@ -45,6 +45,8 @@ class ModelRunner:
         self.cfg = cfg
         self.device, self.dtype = resolve_device_dtype(cfg.device, cfg.dtype)
         self.tp = tp if tp is not None else TPGroup(device=self.device)  # size 1: no collectives
+        if cfg.custom_all_reduce:
+            self.tp.enable_fast_all_reduce(self.dtype)
         torch.manual_seed(cfg.seed)
         self.source = resolve_model(cfg.model, cfg.load_format)
         backend_cls = pick_backend(cfg.attention_backend, self.device)

@@ -65,6 +65,10 @@ class RunnerConfig:
     cuda_graph_max_bs: int = field(
         default=256, metadata=_help("decode CUDA graphs up to this batch size; 0 disables")
     )
+    custom_all_reduce: bool = field(
+        default=True,
+        metadata=_help("TP on CUDA: one-shot all-reduce over NVLink peer buffers below 8 MB"),
+    )
 
     def __post_init__(self) -> None:
         # NOTE: flags and env spell "use the default" as empty or 0; store it once, as None.

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -45,6 +45,11 @@ class Served:
     stack: Stack
     url: str  # Prometheus
     scrapes: dict[str, str]  # service -> its /metrics text after the workload
+    before: dict[str, str] = field(default_factory=dict)  # ... and before it (a shared stack)
+
+    def delta(self, job: str, name: str, **labels: str) -> float:
+        """How much the workload moved ``name`` (other tests share the stack)."""
+        return _value(self.scrapes[job], name, **labels) - _value(self.before[job], name, **labels)
 
     def api(self, path: str, **params: str) -> dict:
         query = urllib.parse.urlencode(params)
@@ -132,6 +137,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, obs_stack: Stack) -> Iterat
     served = Served(stack, f"http://127.0.0.1:{port}", {})
     try:
         _wait(lambda: _ready(served.url), 30, "Prometheus to start")
+        served.before = {name: _scrape(stack, name) for name in JOBS}
         _workload(stack)
         served.scrapes = {name: _scrape(stack, name) for name in JOBS}
         # Ingested: Prometheus holds the workload's last count, and rules have run on it.
@@ -249,21 +255,22 @@ def _value(text: str, name: str, **labels: str) -> float:
 
 def test_workload_moved_the_right_series(served: Served) -> None:
     """The workload's events land under the right labels (not just somewhere)."""
-    tok, sched, work = (served.scrapes[n] for n in JOBS)
-    assert _value(tok, "radixserve_frontend_requests_total", endpoint="completions") == 2
-    assert _value(tok, "radixserve_frontend_requests_total", endpoint="chat") == 1
-    assert _value(tok, "radixserve_frontend_requests_total", endpoint="grpc_generate") == 1
-    assert _value(tok, "radixserve_frontend_errors_total", endpoint="completions", code="400") == 1
-    assert _value(tok, "radixserve_frontend_open_streams") == 0  # every stream closed
-    assert _value(tok, "radixserve_time_to_first_token_seconds_count") == 4
-    assert _value(tok, "radixserve_tokenize_seconds_count") >= 4
+    work, tok = served.scrapes["worker"], "tokenizer"
+    d = served.delta
+    assert d(tok, "radixserve_frontend_requests_total", endpoint="completions") == 2
+    assert d(tok, "radixserve_frontend_requests_total", endpoint="chat") == 1
+    assert d(tok, "radixserve_frontend_requests_total", endpoint="grpc_generate") == 1
+    assert d(tok, "radixserve_frontend_errors_total", endpoint="completions", code="400") == 1
+    assert _value(served.scrapes[tok], "radixserve_frontend_open_streams") == 0  # all closed
+    assert d(tok, "radixserve_time_to_first_token_seconds_count") == 4
+    assert d(tok, "radixserve_tokenize_seconds_count") >= 4
     generate = {"grpc_method": "Generate", "grpc_service": "radixserve.v1.TokenizerService"}
-    assert _value(tok, "grpc_server_handled_total", grpc_code="INVALID_ARGUMENT", **generate) == 1
-    assert _value(tok, "grpc_server_handled_total", grpc_code="OK", **generate) == 1
-    assert _value(sched, "radixserve_prefix_cache_hits_total") > 0  # the shared prefix
-    assert _value(sched, "radixserve_request_queue_time_seconds_count") == 4
-    assert _value(sched, "grpc_server_started_total", grpc_method="Connect") == 1
-    assert _value(work, "radixserve_worker_forwards_total", path="eager") > 0
+    assert d(tok, "grpc_server_handled_total", grpc_code="INVALID_ARGUMENT", **generate) == 1
+    assert d(tok, "grpc_server_handled_total", grpc_code="OK", **generate) == 1
+    assert d("scheduler", "radixserve_prefix_cache_hits_total") > 0  # the shared prefix
+    assert d("scheduler", "radixserve_request_queue_time_seconds_count") == 4
+    assert d("scheduler", "grpc_server_started_total", grpc_method="Connect") == 1
+    assert d("worker", "radixserve_worker_forwards_total", path="eager") > 0
     decode = _value(work, "radixserve_worker_memory_bandwidth_utilization_ratio_sum", mode="decode")
     assert (
         0

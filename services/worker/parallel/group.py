@@ -97,6 +97,19 @@ class TPGroup:
         self.allreduce_seconds += time.perf_counter() - start
         return out
 
+    def enable_fast_all_reduce(self, dtype: torch.dtype) -> None:
+        """Every rank together, before graph capture: small all-reduces of ``dtype`` take the
+        one-shot path over NVLink peer buffers (``symm_mem.py``); the rest stays on NCCL."""
+        if self.size == 1 or self.device.type != "cuda":
+            return
+        from services.worker.parallel.symm_mem import SymmMemAllReduce
+
+        name = (self._group or dist.group.WORLD).group_name
+        hook = SymmMemAllReduce.create(name, self.device, dtype)
+        # NOTE: all ranks take the same path, or an all-reduce would pair one-shot with NCCL.
+        if self.min_int(1 if hook is not None else 0):
+            self.fast_all_reduce = hook
+
     def all_gather(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
         """The ranks' ``x`` concatenated along ``dim`` (same shape on every rank)."""
         if self.size == 1:
