@@ -25,9 +25,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from services.common import security
 from services.common.errors import InvalidArgument, NotFound, RequestError
 from services.tokenizer import openai_protocol as oai
 from services.tokenizer.frontend import Frontend
+from services.tokenizer.limits import BodyLimit
 from services.tokenizer.manager import Chunk
 from services.tokenizer.metrics import TokenizerMetrics
 from services.tokenizer.prompts import GenerateInput
@@ -270,8 +272,11 @@ def create_app(frontend: Frontend, metrics: TokenizerMetrics) -> FastAPI:
         return _model_card(frontend)
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> Response:
+        # Readiness: follows the scheduler link(s) and turns 503 while draining.
+        if not frontend.ready:
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     return app
 
@@ -303,7 +308,11 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 async def start_http(
-    frontend: Frontend, metrics: TokenizerMetrics, host: str, port: int
+    frontend: Frontend,
+    metrics: TokenizerMetrics,
+    host: str,
+    port: int,
+    max_body_bytes: int = 0,
 ) -> tuple[uvicorn.Server, asyncio.Task]:
     """Serves the API on ``host:port`` in the running loop; returns once it accepts connections.
 
@@ -311,14 +320,15 @@ async def start_http(
     await the task.
     """
     config = uvicorn.Config(
-        create_app(frontend, metrics),
+        BodyLimit(create_app(frontend, metrics), max_body_bytes),
         host=host,
         port=port,
         log_level="warning",
         lifespan="off",
         access_log=False,
         log_config=None,
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=5,  # the service drained its streams before stopping us
+        **security.uvicorn_ssl(),
     )
     server = _Server(config)
     sock = _bind(host, port)  # binding here turns a busy port into OSError, not SystemExit
