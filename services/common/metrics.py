@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -16,9 +17,14 @@ LATENCY_BUCKETS = (
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 
 
-def serve_metrics(registry: CollectorRegistry, port: int, host: str = "0.0.0.0") -> None:
-    """Serves ``/metrics`` for ``registry``; port 0 or negative disables it."""
+def serve_metrics(registry: CollectorRegistry, port: int, host: str | None = None) -> None:
+    """Serves ``/metrics`` for ``registry``; port 0 or negative disables it.
+
+    Binds ``RADIXSERVE_METRICS_HOST`` (default 127.0.0.1: set 0.0.0.0 for a Prometheus scrape
+    from another host or pod) unless ``host`` is given.
+    """
     if port <= 0:
         return
+    host = host or os.environ.get("RADIXSERVE_METRICS_HOST", "127.0.0.1")
     start_http_server(port, addr=host, registry=registry)
     logger.info("metrics serving", extra={"kv": {"port": port}})

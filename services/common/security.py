@@ -104,13 +104,12 @@ def _read(path: str) -> bytes | None:
 # ---- clients -------------------------------------------------------------------------------
 
 
-class _TokenInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Adds the shared token to every call (works on insecure channels, unlike call creds)."""
+class _AddToken:
+    """Adds the shared token to every call (works on insecure channels, unlike call creds).
+
+    NOTE: grpc.aio files each interceptor under the first call kind it implements, so there is
+    one small class per kind below, not one class implementing all four.
+    """
 
     def __init__(self, token: str) -> None:
         self.token = token
@@ -122,15 +121,23 @@ class _TokenInterceptor(
             d.method, d.timeout, metadata, d.credentials, d.wait_for_ready
         )
 
+
+class _TokenUU(_AddToken, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
         return await continuation(self._details(details), request)
 
+
+class _TokenUS(_AddToken, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
         return await continuation(self._details(details), request)
 
+
+class _TokenSU(_AddToken, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, details, request_iterator):  # type: ignore[no-untyped-def]
         return await continuation(self._details(details), request_iterator)
 
+
+class _TokenSS(_AddToken, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, details, request_iterator):  # type: ignore[no-untyped-def]
         return await continuation(self._details(details), request_iterator)
 
@@ -140,7 +147,7 @@ def make_channel(address: str, cfg: SecurityConfig | None = None) -> grpc.aio.Ch
     cfg = cfg or _current
     options = list(GRPC_OPTIONS)
     token = cfg.token
-    interceptors = [_TokenInterceptor(token)] if token else None
+    interceptors = [k(token) for k in (_TokenUU, _TokenUS, _TokenSU, _TokenSS)] if token else None
     if not cfg.tls_ca:
         return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
     creds = grpc.ssl_channel_credentials(

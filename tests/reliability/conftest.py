@@ -18,14 +18,25 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from radixserve.v1 import scheduler_pb2, scheduler_pb2_grpc
 from services.scheduler.config import SchedulerConfig
 from services.scheduler.server import start_scheduler
+from services.worker.config import WorkerConfig
+from services.worker.server import build_runner
 from tests.stack import Stack, start_stack
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
+WORKER = {"num_slots": 2048, "max_rows": 16}
+
+
+@pytest.fixture(scope="session")
+def runner() -> object:
+    """One loaded model for every stack of the suite (stacks run one at a time)."""
+    return build_runner(WorkerConfig(**WORKER))
+
+
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
-    running = start_stack(worker={"num_slots": 2048, "max_rows": 16})
+def stack(runner) -> Iterator[Stack]:
+    running = start_stack(worker=WORKER, runner=runner)
     yield running
     running.stop()
 
