@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from services.common.errors import Unavailable
+from services.common.errors import InvalidArgument
 from services.common.types import ModelInfo
 from services.tokenizer.manager import RequestManager
 from services.tokenizer.prompts import PromptBuilder
@@ -19,6 +19,10 @@ T = TypeVar("T")
 # Inputs above this many characters (or ids) are tokenized in a thread: a 50 MB prompt takes
 # seconds, and on the event loop it would freeze every other stream for as long.
 OFFLOAD_CHARS = 32 * 1024
+# A generous bound on characters per token: a text longer than (context + 1) tokens of this many
+# characters is first tokenized only that far, so a huge prompt is refused in ~a second instead
+# of being tokenized whole (minutes for 50 MB) only to be found too long.
+MAX_CHARS_PER_TOKEN = 32
 
 
 @dataclass
@@ -37,10 +41,18 @@ class Frontend:
         """What readiness (gRPC health, HTTP /health) reports."""
         return not self.manager.draining and self.upstream_ready()
 
-    def check_accepting(self) -> None:
-        """Raises Unavailable while draining, before any work is spent on the request."""
-        if self.manager.draining:
-            raise Unavailable("the server is shutting down")
+    def ids_from_text(self, text: str, field_name: str = "prompt") -> list[int]:
+        """The builder's ``ids_from_text``, refusing a text far over the context early."""
+        ctx = self.info.max_context_len
+        cap = (ctx + 2) * MAX_CHARS_PER_TOKEN
+        if isinstance(text, str) and len(text) > cap:
+            head = self.tokenizer.encode(text[:cap], add_special_tokens=True)
+            if len(head) > ctx + 1:  # NOTE: +1: the cut may split one token in two
+                raise InvalidArgument(
+                    f"{len(text)} characters, more than the context ({ctx} tokens) holds",
+                    field_name,
+                )
+        return self.builder.ids_from_text(text, field_name)
 
     async def offload(self, size: int, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``, in a worker thread when ``size`` (characters or ids) is large."""

@@ -70,7 +70,7 @@ class _Serving:
                 raise InvalidArgument("batches of several prompts are not supported", "prompt")
             prompt = prompt[0]
         if isinstance(prompt, str):
-            return self.fe.builder.ids_from_text(prompt, "prompt")
+            return self.fe.ids_from_text(prompt, "prompt")
         return self.fe.builder.check_ids(prompt, "prompt")
 
     async def chunks(self, req: GenerateInput, n: int = 1) -> AsyncIterator[Chunk]:
@@ -243,7 +243,10 @@ def create_app(frontend: Frontend, metrics: TokenizerMetrics) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(body: oai.ChatCompletionRequest, request: Request) -> Response:
         serving.check_model(body.model)
-        ids = frontend.builder.ids_from_chat(body.messages, "messages")
+        frontend.manager.check_accepting()
+        ids = await frontend.offload(
+            _size(request), frontend.builder.ids_from_chat, body.messages, "messages"
+        )
         req = serving.build(ids, body, "messages")
         fmt = oai.ChatFormat(
             frontend.model_name, frontend.tokenizer, body.logprobs, req.sampling.top_logprobs
@@ -253,7 +256,9 @@ def create_app(frontend: Frontend, metrics: TokenizerMetrics) -> FastAPI:
     @app.post("/v1/completions")
     async def completions(body: oai.CompletionRequest, request: Request) -> Response:
         serving.check_model(body.model)
-        req = serving.build(serving.prompt_ids(body.prompt), body, "prompt")
+        frontend.manager.check_accepting()
+        ids = await frontend.offload(_size(request), serving.prompt_ids, body.prompt)
+        req = serving.build(ids, body, "prompt")
         fmt = oai.CompletionFormat(
             frontend.model_name,
             frontend.tokenizer,
@@ -279,6 +284,12 @@ def create_app(frontend: Frontend, metrics: TokenizerMetrics) -> FastAPI:
         return JSONResponse({"status": "ok"})
 
     return app
+
+
+def _size(request: Request) -> int:
+    """The body's size: large prompts are tokenized off the event loop."""
+    length = request.headers.get("content-length", "")
+    return int(length) if length.isdigit() else 0
 
 
 def _model_card(frontend: Frontend) -> dict[str, Any]:

@@ -147,8 +147,7 @@ class RequestManager:
         taken = next((rid for rid in rids if rid in self.states), None)
         if taken is not None or len(set(rids)) != len(rids):
             raise ValueError(f"rid: {taken or rids[0]!r} is already running")
-        if self.draining:
-            raise Unavailable("the server is shutting down")
+        self.check_accepting()
         self.limits.check(reqs[0])
         if self.max_running and len(self.states) + len(reqs) > self.max_running:
             raise Overloaded(
@@ -183,6 +182,11 @@ class RequestManager:
         finally:
             if self.states.pop(rid, None) is not None and not state.done:
                 self.upstream.abort([rid])
+
+    def check_accepting(self) -> None:
+        """Unavailable while draining, before any work is spent on a new request."""
+        if self.draining:
+            raise Unavailable("the server is shutting down")
 
     def _expire(self, state: _State) -> None:
         """``timeout`` passed: the request is aborted upstream and ends with an explanation."""

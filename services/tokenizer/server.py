@@ -41,7 +41,7 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
         b = self.fe.builder
         kind = request.WhichOneof("input")
         if kind == "text":
-            ids = b.ids_from_text(request.text, "text")
+            ids = self.fe.ids_from_text(request.text, "text")
         elif kind == "chat":
             msgs = [{"role": m.role, "content": m.content} for m in request.chat.messages]
             ids = b.ids_from_chat(msgs, "chat.messages")
@@ -68,9 +68,9 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
         self, request: tokenizer_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[tokenizer_pb2.GenerateResponse]:
         try:
-            self.fe.check_accepting()
+            self.fe.manager.check_accepting()
             n = check_n(request.n) if request.HasField("n") else 1
-            req = await self.fe.offload(len(request.text), self._input, request)
+            req = await self.fe.offload(request.ByteSize(), self._input, request)
             streams = self.fe.manager.generate_many(expand(req, n))
         except (ValueError, RequestError) as exc:
             await abort_with(context, exc)
@@ -175,7 +175,7 @@ class RunningTokenizer:
             await asyncio.sleep(0.05)
         cut = manager.num_running
         if cut:
-            manager.fail_all(f"the server shut down ({seconds:.0f}s drain period over)")
+            manager.fail_all(f"the server shut down (drain period of {seconds:g}s over)")
             await asyncio.sleep(0.2)  # let streams send their error events
         return cut
 
