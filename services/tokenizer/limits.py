@@ -65,6 +65,7 @@ class BodyLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(send)
+            await _discard(receive)
             return
         seen = 0
         refused = False
@@ -79,6 +80,8 @@ class BodyLimit:
                 if seen > self.max_bytes:
                     refused = True
                     await self._refuse(send)
+                    if message.get("more_body"):
+                        await _discard(receive)
                     return {"type": "http.disconnect"}
             return message
 
@@ -99,6 +102,22 @@ class BodyLimit:
                 }
             }
         ).encode()
-        headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+async def _discard(receive: Any) -> None:
+    """Reads the rest of a refused body and drops it, chunk by chunk.
+
+    NOTE: closing with unread bytes in the socket makes the kernel send a reset, and a client
+    still sending (most do before reading) then loses the 413 itself; nothing is kept here.
+    """
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return
