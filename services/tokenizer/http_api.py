@@ -243,7 +243,6 @@ def create_app(frontend: Frontend, metrics: TokenizerMetrics) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(body: oai.ChatCompletionRequest, request: Request) -> Response:
         serving.check_model(body.model)
-        frontend.manager.check_accepting()
         ids = await frontend.offload(
             _size(request), frontend.builder.ids_from_chat, body.messages, "messages"
         )
@@ -256,7 +255,6 @@ def create_app(frontend: Frontend, metrics: TokenizerMetrics) -> FastAPI:
     @app.post("/v1/completions")
     async def completions(body: oai.CompletionRequest, request: Request) -> Response:
         serving.check_model(body.model)
-        frontend.manager.check_accepting()
         ids = await frontend.offload(_size(request), serving.prompt_ids, body.prompt)
         req = serving.build(ids, body, "prompt")
         fmt = oai.CompletionFormat(

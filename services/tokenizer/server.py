@@ -120,13 +120,12 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
     async def Abort(
         self, request: tokenizer_pb2.AbortRequest, context: grpc.aio.ServicerContext
     ) -> tokenizer_pb2.AbortResponse:
-        # NOTE: only the connection that started a request may abort it; any other rid (someone
-        # else's, an HTTP request's, a finished one) is NOT_FOUND and nothing happens.
+        # NOTE: only the connection that started a request may abort it. Any other rid (someone
+        # else's, an HTTP request's, a finished or unknown one) answers found=false and nothing
+        # happens: the same answer for all, so Abort tells no one which rids exist.
         base = request.rid.split("#", 1)[0]
         if not request.rid or self.owners.get(base) != context.peer():
-            await context.abort(
-                grpc.StatusCode.NOT_FOUND, f"rid: no running request {request.rid!r}"
-            )
+            return tokenizer_pb2.AbortResponse(found=False)
         return tokenizer_pb2.AbortResponse(found=self.fe.manager.abort(request.rid))
 
 
