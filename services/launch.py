@@ -19,6 +19,8 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common import security
+
 SERVICES = ("worker", "scheduler", "tokenizer")
 
 
@@ -28,8 +30,21 @@ def _spawn(name: str, args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(cmd, start_new_session=True)
 
 
+def _channel(address: str) -> grpc.Channel:
+    """A plain channel, or TLS when the services get certificates (RADIXSERVE_TLS_* in the
+    environment, which the children inherit)."""
+    cfg = security.from_env()
+    if not cfg.tls:
+        return grpc.insecure_channel(address)
+    ca = None
+    if cfg.tls_ca:
+        with open(cfg.tls_ca, "rb") as f:
+            ca = f.read()
+    return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=ca))
+
+
 def _ready(address: str) -> bool:
-    with grpc.insecure_channel(address) as channel:
+    with _channel(address) as channel:
         try:
             resp = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service="readiness"), timeout=1.0
