@@ -20,6 +20,7 @@ from services.tokenizer.manager import SchedOutput
 from services.tokenizer.prompts import GenerateInput
 
 logger = logging.getLogger(__name__)
+PROBE_TIMEOUT_S = 5.0
 
 
 def _output_from_pb(pb: scheduler_pb2.RequestOutput) -> SchedOutput:
@@ -188,11 +189,15 @@ class SchedulerLink:
         while not await self._check():
             await asyncio.sleep(self.probe_seconds / 2)
 
-    async def _check(self) -> bool:
+    async def _check(self) -> bool | None:
+        """The scheduler's readiness; None when it did not answer in time (a busy scheduler,
+        or a busy machine, is not a down one: the open stream says more)."""
         req = health_pb2.HealthCheckRequest(service="readiness")
         try:
-            resp = await self.health.Check(req, timeout=max(self.probe_seconds, 1.0))
+            resp = await self.health.Check(req, timeout=PROBE_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return None
             self.down_reason = f"scheduler unavailable: {exc.code().name}"
             return False
         if resp.status != health_pb2.HealthCheckResponse.SERVING:
@@ -204,7 +209,9 @@ class SchedulerLink:
         """While the stream is open, follows the scheduler's readiness (its worker may be down)."""
         while True:
             await asyncio.sleep(self.probe_seconds)
-            self._set(serving=await self._check())
+            serving = await self._check()
+            if serving is not None:
+                self._set(serving=serving)
 
     async def _write(self, call: grpc.aio.StreamStreamCall) -> None:
         while True:
