@@ -68,6 +68,15 @@ def test_oversized_body_and_message_are_refused_unread(stack):
     resp = httpx.post(f"{stack.http_url}/v1/completions", content=big, timeout=30)
     assert resp.status_code == 413 and "max_body_bytes" in resp.json()["error"]["message"]
     assert time.monotonic() - t0 < 5
+
+    # Chunked (no declared length): cut as soon as it passes the limit.
+    def chunks():
+        yield b'{"model": "m", "prompt": "'
+        for _ in range(40):
+            yield b"a" * MB
+
+    resp = httpx.post(f"{stack.http_url}/v1/completions", content=chunks(), timeout=30)
+    assert resp.status_code == 413
     with grpc.insecure_channel(
         stack.tokenizer_address, options=[("grpc.max_send_message_length", 64 * MB)]
     ) as channel:
