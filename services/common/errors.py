@@ -29,13 +29,6 @@ class Overloaded(RequestError):
     http_status = 429
 
 
-class TooLarge(RequestError):
-    """A request body or message over the configured size limit."""
-
-    code = "RESOURCE_EXHAUSTED"
-    http_status = 413
-
-
 class Unavailable(RequestError):
     code = "UNAVAILABLE"
     http_status = 503
