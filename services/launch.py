@@ -1,7 +1,8 @@
 """``python -m services.launch`` (``make run``): start worker, scheduler and tokenizer locally.
 
 Each service runs in its own process with its peers' addresses as flags, exactly as it would run
-alone. Ctrl-C (SIGINT) or SIGTERM stops all three; if one dies, the others are stopped too.
+alone. Ctrl-C (SIGINT) or SIGTERM stops all three in order: the tokenizer drains first
+(``--drain-seconds``), then the scheduler and the worker stop; if one dies, the others stop too.
 ``--model``/``--load-format`` go to the worker and the tokenizer; extra flags after ``--`` go to
 the worker alone (e.g. ``-- --num-slots 4096``).
 """
@@ -18,6 +19,8 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common import security
+
 SERVICES = ("worker", "scheduler", "tokenizer")
 
 
@@ -27,8 +30,21 @@ def _spawn(name: str, args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(cmd, start_new_session=True)
 
 
+def _channel(address: str) -> grpc.Channel:
+    """A plain channel, or TLS when the services get certificates (RADIXSERVE_TLS_* in the
+    environment, which the children inherit)."""
+    cfg = security.from_env()
+    if not cfg.tls:
+        return grpc.insecure_channel(address)
+    ca = None
+    if cfg.tls_ca:
+        with open(cfg.tls_ca, "rb") as f:
+            ca = f.read()
+    return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=ca))
+
+
 def _ready(address: str) -> bool:
-    with grpc.insecure_channel(address) as channel:
+    with _channel(address) as channel:
         try:
             resp = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service="readiness"), timeout=1.0
@@ -38,17 +54,21 @@ def _ready(address: str) -> bool:
     return resp.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def _stop(procs: dict[str, subprocess.Popen]) -> None:
+def _stop(procs: dict[str, subprocess.Popen], drain_seconds: float) -> None:
+    """Stops the front door first (it drains: in-flight requests finish, new ones are refused),
+    then the scheduler, then the worker, each after the one before it has exited."""
     for name in reversed(SERVICES):
         proc = procs.get(name)
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for proc in procs.values():
+        if proc is None or proc.poll() is not None:
+            continue
+        proc.send_signal(signal.SIGTERM)
+        grace = drain_seconds + 10 if name == "tokenizer" else 15
         try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
+            proc.wait(grace)
         except subprocess.TimeoutExpired:
+            print(f"radixserve: {name} did not stop in {grace:.0f}s; killing it", flush=True)
             proc.kill()
+            proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         help="auto, gguf, hf or dummy (random weights of the config at --model)",
     )  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1", help="where the front door listens")
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=float(os.environ.get("RADIXSERVE_DRAIN_SECONDS", "30")),
+        help="on Ctrl-C/SIGTERM, how long in-flight requests may finish",
+    )
     parser.add_argument("worker_args", nargs="*", help="extra worker flags (after --)")
     ns = parser.parse_args(argv)
     model = (["--model", ns.model] if ns.model else []) + ["--load-format", ns.load_format]
@@ -73,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     procs["worker"] = _spawn("worker", ["--host", "127.0.0.1", *model, *ns.worker_args])
     procs["scheduler"] = _spawn("scheduler", ["--host", "127.0.0.1"])
-    procs["tokenizer"] = _spawn("tokenizer", ["--host", ns.host, *model])
+    procs["tokenizer"] = _spawn(
+        "tokenizer", ["--host", ns.host, "--drain-seconds", str(ns.drain_seconds), *model]
+    )
     print("radixserve: starting worker, scheduler and tokenizer (loading the model)...", flush=True)
     announced = False
     try:
@@ -88,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
         return 0
     finally:
-        print("radixserve: stopping...", flush=True)
-        _stop(procs)
+        print("radixserve: stopping (draining the front door first)...", flush=True)
+        _stop(procs, ns.drain_seconds)
         print("radixserve: stopped", flush=True)
 
 

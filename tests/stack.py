@@ -105,7 +105,7 @@ def start_stack(
         scheduler_wait_seconds=60,
         model=wcfg.model,
         load_format=wcfg.load_format,
-        **(tokenizer or {}),
+        **{"drain_seconds": 5.0, **(tokenizer or {})},  # a test's leftovers wait 5 s, not 30
     )
     pairs = [(wcfg, scfg)] + [_extra_engine(wcfg, scfg, host) for _ in range(engines - 1)]
     stack.scheduler_addresses = [f"{host}:{s.port}" for _, s in pairs]

@@ -103,3 +103,15 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, prog: str | No
     parser = argparse.ArgumentParser(prog=prog, description=(cls.__doc__ or "").strip())
     add_config_arguments(parser, cls)
     return config_from_namespace(cls, parser.parse_args(argv))
+
+
+def parse_configs(
+    classes: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None
+) -> list[Any]:
+    """Like :func:`parse_config` for several dataclasses sharing one command line (a service's
+    own config and e.g. :class:`~services.common.security.SecurityConfig`)."""
+    parser = argparse.ArgumentParser(prog=prog, description=(classes[0].__doc__ or "").strip())
+    for cls in classes:
+        add_config_arguments(parser, cls)
+    ns = parser.parse_args(argv)
+    return [config_from_namespace(cls, ns) for cls in classes]

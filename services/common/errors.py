@@ -23,8 +23,10 @@ class InvalidArgument(RequestError, ValueError):
 
 
 class Overloaded(RequestError):
+    """Too much work in flight: try again later (TGI and vLLM answer 429 too)."""
+
     code = "RESOURCE_EXHAUSTED"
-    http_status = 503
+    http_status = 429
 
 
 class Unavailable(RequestError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
@@ -97,9 +98,12 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def serve_metrics(
-    registry: CollectorRegistry, port: int, host: str = "0.0.0.0"
+    registry: CollectorRegistry, port: int, host: str | None = None
 ) -> WSGIServer | None:
     """Serves ``/metrics`` for ``registry`` on a daemon thread; port 0 or negative disables it.
+
+    Binds ``RADIXSERVE_METRICS_HOST`` (default 127.0.0.1: set 0.0.0.0 for a Prometheus scrape
+    from another host or pod) unless ``host`` is given.
 
     Always the classic text format: prometheus-client (0.26) writes OpenMetrics sample names with
     ``:`` escaped to ``_`` while their TYPE lines keep the colon, so a Prometheus that negotiates
@@ -107,6 +111,7 @@ def serve_metrics(
     """
     if port <= 0:
         return None
+    host = host or os.environ.get("RADIXSERVE_METRICS_HOST", "127.0.0.1")
     app = make_wsgi_app(registry)
 
     def text_only(environ: dict, start_response: Callable) -> Iterable[bytes]:

@@ -19,22 +19,22 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
+from services.common import security
 from services.common.interceptors import LoggingInterceptor, MetricsInterceptor
+from services.common.security import GRPC_OPTIONS, MAX_MESSAGE_BYTES  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-GRPC_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.so_reuseport", 0),
-]
 
 
 class ServiceServer:
-    """One grpc.aio server with health and reflection for the given full service names."""
+    """One grpc.aio server with health and reflection for the given full service names.
+
+    ``public`` (the front door): TLS without client certificates and no shared token; internal
+    servers (the default) get both when configured (see :mod:`services.common.security`).
+    """
 
     def __init__(
         self,
@@ -42,14 +42,17 @@ class ServiceServer:
         address: str,
         service_names: Iterable[str],
         registry: CollectorRegistry | None = None,
+        public: bool = False,
+        options: list[tuple[str, object]] | None = None,
     ) -> None:
         self.name = name
         self.address = address
+        self.public = public
         self.service_names = list(service_names)
-        interceptors: list[grpc.aio.ServerInterceptor] = [LoggingInterceptor()]
+        interceptors = [*security.server_interceptors(public), LoggingInterceptor()]
         if registry is not None:  # the service's metrics registry: gRPC server metrics go there
             interceptors.append(MetricsInterceptor(registry))
-        self.server = grpc.aio.server(options=GRPC_OPTIONS, interceptors=interceptors)
+        self.server = grpc.aio.server(options=options or GRPC_OPTIONS, interceptors=interceptors)
         self.health = health_aio.HealthServicer()
         self.port = 0
 
@@ -59,7 +62,7 @@ class ServiceServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
         reflection.enable_server_reflection([*names, reflection.SERVICE_NAME], self.server)
-        self.port = self.server.add_insecure_port(self.address)
+        self.port = security.add_port(self.server, self.address, self.public)
         if self.port == 0:
             raise OSError(f"{self.name}: cannot bind gRPC address {self.address}")
         await self.server.start()
@@ -93,11 +96,14 @@ def run_service(
 ) -> None:
     """What every ``python -m services.<name>`` does: config, logging, start, serve until a
     SIGINT/SIGTERM, stop. ``start(cfg)`` returns a handle with an async ``stop()``."""
-    from services.common.config import parse_config
+    from services.common.config import parse_configs
     from services.common.logs import setup_logging
 
     setup_logging(name)
-    cfg = parse_config(config_cls, argv, prog=f"python -m services.{name}")
+    cfg, sec = parse_configs(
+        [config_cls, security.SecurityConfig], argv, prog=f"python -m services.{name}"
+    )
+    security.configure(sec)
     if os.environ.get("RADIXSERVE_SWITCH_INTERVAL"):
         # How long a thread holds the GIL before another may take it (Python's default: 5 ms).
         sys.setswitchinterval(float(os.environ["RADIXSERVE_SWITCH_INTERVAL"]))

@@ -10,7 +10,7 @@ import grpc
 from radixserve.v1 import worker_pb2, worker_pb2_grpc
 from services.common import pbconv
 from services.common.grpc_util import require_address, wait_until_ready
-from services.common.server import GRPC_OPTIONS
+from services.common.security import make_channel
 from services.common.types import ModelInfo, StepInput, StepOutput
 from services.scheduler.engine_io import StepFailed, WorkerGone
 
@@ -30,9 +30,7 @@ class WorkerClient:
 
     def __init__(self, address: str) -> None:
         self.address = require_address(address, "worker")
-        self.channel = grpc.aio.insecure_channel(
-            self.address, options=GRPC_OPTIONS + _RECONNECT_OPTIONS
-        )
+        self.channel = make_channel(self.address, extra_options=_RECONNECT_OPTIONS)
         self.stub = worker_pb2_grpc.WorkerServiceStub(self.channel)
 
     async def wait_ready(self, timeout: float) -> None:

@@ -19,7 +19,7 @@ from services.scheduler.core_config import SchedulerCoreConfig
 class SchedulerConfig:
     """The scheduler: batching, prefix cache and KV-slot bookkeeping for one worker group."""
 
-    host: str = field(default="0.0.0.0", metadata={"help": "address to bind"})
+    host: str = field(default="127.0.0.1", metadata={"help": "address to bind (0.0.0.0: all)"})
     port: int = field(default=50052, metadata={"help": "gRPC port (0 picks a free one)"})
     metrics_port: int = field(default=9102, metadata={"help": "Prometheus port (0 disables)"})
     worker_address: str = field(default="localhost:50053", metadata={"help": "worker rank 0"})

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 class TokenizerConfig:
     """The front door: gRPC TokenizerService and the OpenAI-compatible HTTP API."""
 
-    host: str = field(default="0.0.0.0", metadata={"help": "address to bind"})
+    host: str = field(
+        default="127.0.0.1", metadata={"help": "address to bind (0.0.0.0: every interface)"}
+    )
     port: int = field(default=50051, metadata={"help": "gRPC port (0 picks a free one)"})
     http_port: int = field(default=8000, metadata={"help": "OpenAI HTTP port (-1 disables)"})
     metrics_port: int = field(default=9101, metadata={"help": "Prometheus port (0 disables)"})
@@ -37,3 +39,20 @@ class TokenizerConfig:
         default=0.5, metadata={"help": "how often to poll each scheduler's load (routing)"}
     )
     name: str = field(default="tokenizer-0", metadata={"help": "replica name (logs, metrics)"})
+    max_concurrent_requests: int = field(
+        default=512, metadata={"help": "requests in flight before new ones get 429 (0: no bound)"}
+    )
+    max_body_bytes: int = field(
+        default=32 * 1024 * 1024, metadata={"help": "largest HTTP body / gRPC message accepted"}
+    )
+    max_stop_strings: int = field(default=64, metadata={"help": "stop strings per request"})
+    max_stop_chars: int = field(default=1024, metadata={"help": "characters per stop string"})
+    max_input_tokens: int = field(
+        default=0, metadata={"help": "prompt tokens per request (0: the model's context)"}
+    )
+    request_timeout_seconds: float = field(
+        default=0.0, metadata={"help": "abort a request running longer than this (0: never)"}
+    )
+    drain_seconds: float = field(
+        default=30.0, metadata={"help": "on SIGTERM, how long in-flight requests may finish"}
+    )

@@ -25,10 +25,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from services.common import security
 from services.common.errors import InvalidArgument, NotFound, RequestError
 from services.tokenizer import observability_http
 from services.tokenizer import openai_protocol as oai
 from services.tokenizer.frontend import Frontend
+from services.tokenizer.limits import BodyLimit
 from services.tokenizer.manager import Chunk
 from services.tokenizer.metrics import TokenizerMetrics
 from services.tokenizer.prompts import GenerateInput
@@ -69,7 +71,7 @@ class _Serving:
                 raise InvalidArgument("batches of several prompts are not supported", "prompt")
             prompt = prompt[0]
         if isinstance(prompt, str):
-            return self.fe.builder.ids_from_text(prompt, "prompt")
+            return self.fe.ids_from_text(prompt, "prompt")
         return self.fe.builder.check_ids(prompt, "prompt")
 
     async def chunks(self, req: GenerateInput, n: int = 1) -> AsyncIterator[Chunk]:
@@ -243,7 +245,9 @@ def create_app(frontend: Frontend, metrics: TokenizerMetrics) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(body: oai.ChatCompletionRequest, request: Request) -> Response:
         serving.check_model(body.model)
-        ids = frontend.builder.ids_from_chat(body.messages, "messages")
+        ids = await frontend.offload(
+            _size(request), frontend.builder.ids_from_chat, body.messages, "messages"
+        )
         req = serving.build(ids, body, "messages")
         fmt = oai.ChatFormat(
             frontend.model_name, frontend.tokenizer, body.logprobs, req.sampling.top_logprobs
@@ -253,7 +257,8 @@ def create_app(frontend: Frontend, metrics: TokenizerMetrics) -> FastAPI:
     @app.post("/v1/completions")
     async def completions(body: oai.CompletionRequest, request: Request) -> Response:
         serving.check_model(body.model)
-        req = serving.build(serving.prompt_ids(body.prompt), body, "prompt")
+        ids = await frontend.offload(_size(request), serving.prompt_ids, body.prompt)
+        req = serving.build(ids, body, "prompt")
         fmt = oai.CompletionFormat(
             frontend.model_name,
             frontend.tokenizer,
@@ -272,10 +277,19 @@ def create_app(frontend: Frontend, metrics: TokenizerMetrics) -> FastAPI:
         return _model_card(frontend)
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> Response:
+        # Readiness: follows the scheduler link(s) and turns 503 while draining.
+        if not frontend.ready:
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     return app
+
+
+def _size(request: Request) -> int:
+    """The body's size: large prompts are tokenized off the event loop."""
+    length = request.headers.get("content-length", "")
+    return int(length) if length.isdigit() else 0
 
 
 def _model_card(frontend: Frontend) -> dict[str, Any]:
@@ -305,7 +319,11 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 async def start_http(
-    frontend: Frontend, metrics: TokenizerMetrics, host: str, port: int
+    frontend: Frontend,
+    metrics: TokenizerMetrics,
+    host: str,
+    port: int,
+    max_body_bytes: int = 0,
 ) -> tuple[uvicorn.Server, asyncio.Task]:
     """Serves the API on ``host:port`` in the running loop; returns once it accepts connections.
 
@@ -313,14 +331,15 @@ async def start_http(
     await the task.
     """
     config = uvicorn.Config(
-        create_app(frontend, metrics),
+        BodyLimit(create_app(frontend, metrics), max_body_bytes),
         host=host,
         port=port,
         log_level="warning",
         lifespan="off",
         access_log=False,
         log_config=None,
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=5,  # the service drained its streams before stopping us
+        **security.uvicorn_ssl(),
     )
     server = _Server(config)
     sock = _bind(host, port)  # binding here turns a busy port into OSError, not SystemExit

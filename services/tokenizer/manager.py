@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from services.common.errors import Overloaded, Unavailable
 from services.common.types import TopLogprobs
 from services.tokenizer.detokenizer import IncrementalDetokenizer
+from services.tokenizer.limits import Limits
 from services.tokenizer.prompts import GenerateInput
 from services.tokenizer.stop import StopStringMatcher
 from services.tokenizer.tokenization import Tokenizer
@@ -104,12 +106,24 @@ class _State:
 class RequestManager:
     """``stream_interval``: a reader wakes when this many new tokens wait (or on finish)."""
 
-    def __init__(self, tokenizer: Tokenizer, upstream: Upstream, stream_interval: int = 1) -> None:
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        upstream: Upstream,
+        stream_interval: int = 1,
+        max_running: int = 0,
+        limits: Limits | None = None,
+        timeout: float = 0.0,
+    ) -> None:
         if stream_interval < 1:
             raise ValueError(f"stream_interval: must be >= 1, got {stream_interval}")
         self.tokenizer = tokenizer
         self.upstream = upstream
         self.stream_interval = stream_interval
+        self.max_running = max_running  # 0: unbounded
+        self.limits = limits or Limits()
+        self.timeout = timeout  # seconds a request may run; 0: no bound
+        self.draining = False  # SIGTERM: running requests finish, new ones are refused
         self.states: dict[str, _State] = {}
 
     @property
@@ -120,7 +134,9 @@ class RequestManager:
         """Sends ``req`` upstream now and returns its stream of coalesced chunks.
 
         The last chunk has a finish_reason. Closing the stream early (client gone) aborts the
-        request upstream. Raises ValueError at once for a duplicate rid.
+        request upstream. Raises ValueError at once for a duplicate rid, Overloaded when
+        ``max_running`` requests run already, and whatever the upstream raises (nothing stays
+        registered then).
         """
         return self.generate_many([req])[0]
 
@@ -131,17 +147,33 @@ class RequestManager:
         taken = next((rid for rid in rids if rid in self.states), None)
         if taken is not None or len(set(rids)) != len(rids):
             raise ValueError(f"rid: {taken or rids[0]!r} is already running")
+        self.check_accepting()
+        self.limits.check(reqs[0])
+        if self.max_running and len(self.states) + len(reqs) > self.max_running:
+            raise Overloaded(
+                f"too many requests in flight (max_concurrent_requests={self.max_running})"
+            )
         states = [_State(r, self.tokenizer, self.stream_interval) for r in reqs]
         for state in states:
             self.states[state.req.rid] = state
-        self.upstream.add(list(reqs))
+        try:
+            self.upstream.add(list(reqs))
+        except BaseException:
+            for state in states:  # NOTE: a request refused upstream must not stay registered
+                del self.states[state.req.rid]
+            raise
         return [self._stream(state) for state in states]
 
     async def _stream(self, state: _State) -> AsyncIterator[Chunk]:
         rid = state.req.rid
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout if self.timeout > 0 else None
         try:
             while True:
-                await state.event.wait()
+                if deadline is None:
+                    await state.event.wait()
+                elif not await _wait_until(state.event, deadline - loop.time()):
+                    self._expire(state)
                 state.event.clear()
                 merged = state.take()
                 yield merged
@@ -150,6 +182,19 @@ class RequestManager:
         finally:
             if self.states.pop(rid, None) is not None and not state.done:
                 self.upstream.abort([rid])
+
+    def check_accepting(self) -> None:
+        """Unavailable while draining, before any work is spent on a new request."""
+        if self.draining:
+            raise Unavailable("the server is shutting down")
+
+    def _expire(self, state: _State) -> None:
+        """``timeout`` passed: the request is aborted upstream and ends with an explanation."""
+        if not state.done:
+            state.done = True
+            self.upstream.abort([state.req.rid])
+            message = f"request_timeout_seconds ({self.timeout:g}) passed"
+            state.push(Chunk(finish_reason="abort", error=message))
 
     def abort(self, rid: str) -> bool:
         """Ends a request on the client's behalf (its reader gets finish_reason ``abort``).
@@ -215,3 +260,12 @@ class RequestManager:
             cached_tokens=out.cached_tokens,
             error=out.error,
         )
+
+
+async def _wait_until(event: asyncio.Event, seconds: float) -> bool:
+    """True when ``event`` is set within ``seconds``."""
+    try:
+        await asyncio.wait_for(event.wait(), max(seconds, 0.0))
+    except TimeoutError:
+        return event.is_set()
+    return True

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import grpc
 
+from services.common.errors import Unavailable
 from services.common.types import ModelInfo
 from services.tokenizer.clients import SchedulerLink
 from services.tokenizer.manager import RequestManager, SchedOutput
@@ -83,9 +84,30 @@ class SchedulerPool:
         self.poll_seconds = poll_seconds
         self.owner: dict[str, int] = {}  # rid -> link index
         self._poll_task: asyncio.Task | None = None
+        self.on_change: Callable[[bool], None] = lambda ready: None
+        for link in self.links:
+            link.on_change = self._link_changed
+
+    @property
+    def ready(self) -> bool:
+        """At least one engine takes new requests."""
+        return any(link.ready for link in self.links)
+
+    def _link_changed(self) -> None:
+        self.router.down = {i for i, link in enumerate(self.links) if not link.ready}
+        self.on_change(self.ready)
 
     async def wait_ready(self, timeout: float) -> None:
         await asyncio.gather(*(link.wait_ready(timeout) for link in self.links))
+
+    async def wait_connected(self, timeout: float) -> None:
+        """After :meth:`start`: waits until some link's stream is open and ready."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.ready:
+            if loop.time() > deadline:
+                raise TimeoutError(f"no scheduler stream open after {timeout:.0f}s")
+            await asyncio.sleep(0.02)
 
     async def get_engine_info(self, timeout: float = 10.0) -> ModelInfo:
         infos = await asyncio.gather(*(link.get_engine_info(timeout) for link in self.links))
@@ -95,11 +117,14 @@ class SchedulerPool:
         """Routes ``reqs`` (one client request's samples, same prompt) to one link."""
         if not reqs:
             return
+        if not self.ready:
+            reason = "; ".join(link.down_reason for link in self.links)
+            raise Unavailable(f"no scheduler is ready ({reason})")
         index = self.router.choose(reqs[0].input_ids)
+        self.links[index].add(reqs)  # raises (nothing recorded) when invalid or the link is down
         for req in reqs:
             self.owner[req.rid] = index
         self.router.in_flight[index] += len(reqs)
-        self.links[index].add(reqs)
 
     def abort(self, rids: list[str]) -> None:
         """Sends each abort to the link that has the request; unknown (finished) rids drop."""

@@ -5,9 +5,7 @@ No grpc and no HTTP here: both front ends (gRPC and the OpenAI API) call :class:
 
 from __future__ import annotations
 
-import itertools
-import os
-import uuid
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,12 +16,10 @@ from services.common.types import ModelInfo, SamplingParams
 from services.tokenizer.chat_template import render_chat_for
 from services.tokenizer.tokenization import Tokenizer
 
-_counter = itertools.count()
-_PREFIX = uuid.uuid4().hex[:8]
-
 
 def new_rid() -> str:
-    return f"{_PREFIX}-{os.getpid()}-{next(_counter)}"
+    # NOTE: unguessable (128 random bits), so that no client can name another's request.
+    return secrets.token_hex(16)
 
 
 @dataclass(frozen=True)

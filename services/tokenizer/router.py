@@ -47,6 +47,7 @@ class Router:
         self.cfg = cfg or RouterConfig()
         self.loads = [EngineLoad() for _ in range(num_links)]
         self.in_flight = [0] * num_links
+        self.down: set[int] = set()  # links that take no new requests now
         self._prefixes: OrderedDict[int, int] = OrderedDict()
         self._turn = 0
 
@@ -73,7 +74,11 @@ class Router:
         chosen = least
         if key is not None:
             sticky = self._prefixes.get(key)
-            if sticky is not None and not self._much_busier(sticky, least):
+            if (
+                sticky is not None
+                and sticky not in self.down
+                and not self._much_busier(sticky, least)
+            ):
                 chosen = sticky
             self._remember(key, chosen)
         return chosen
@@ -81,6 +86,7 @@ class Router:
     def _least_loaded(self) -> int:
         n = self.num_links
         order = [(self._turn + k) % n for k in range(n)]
+        order = [i for i in order if i not in self.down] or order
         best = min(order, key=self.score)  # min keeps the first of equals: rotation breaks ties
         self._turn = (best + 1) % n
         return best

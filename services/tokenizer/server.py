@@ -8,16 +8,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
+from prometheus_client import Gauge
 
 from radixserve.v1 import tokenizer_pb2, tokenizer_pb2_grpc
 from services.common import pbconv
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, RequestError
 from services.common.grpc_util import abort_with
 from services.common.metrics import serve_metrics
 from services.common.model_source import resolve_model
-from services.common.server import ServiceServer
+from services.common.server import GRPC_OPTIONS, MAX_MESSAGE_BYTES, ServiceServer
 from services.tokenizer.config import TokenizerConfig
 from services.tokenizer.frontend import Frontend
+from services.tokenizer.limits import Limits
 from services.tokenizer.manager import Chunk, RequestManager
 from services.tokenizer.metrics import TokenizerMetrics
 from services.tokenizer.pool import SchedulerPool
@@ -33,12 +35,13 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
     def __init__(self, frontend: Frontend, metrics: TokenizerMetrics) -> None:
         self.fe = frontend
         self.metrics = metrics
+        self.owners: dict[str, str] = {}  # running rid -> the peer (connection) that started it
 
     def _input(self, request: tokenizer_pb2.GenerateRequest) -> GenerateInput:
         b = self.fe.builder
         kind = request.WhichOneof("input")
         if kind == "text":
-            ids = b.ids_from_text(request.text, "text")
+            ids = self.fe.ids_from_text(request.text, "text")
         elif kind == "chat":
             msgs = [{"role": m.role, "content": m.content} for m in request.chat.messages]
             ids = b.ids_from_chat(msgs, "chat.messages")
@@ -65,29 +68,34 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
         self, request: tokenizer_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[tokenizer_pb2.GenerateResponse]:
         try:
+            self.fe.manager.check_accepting()
             n = check_n(request.n) if request.HasField("n") else 1
-            req = self._input(request)
+            req = await self.fe.offload(request.ByteSize(), self._input, request)
             streams = self.fe.manager.generate_many(expand(req, n))
-        except ValueError as exc:
+        except (ValueError, RequestError) as exc:
             await abort_with(context, exc)
         chunks = streams[0] if n == 1 else interleave(streams)
+        self.owners[req.rid] = context.peer()
         # NOTE: a client that cancels (or whose deadline passes) cancels this coroutine; closing
         # the generator aborts the request upstream.
         try:
             async with self.metrics.track(req) as track:
                 async for chunk in chunks:
                     track.chunk(chunk)
-                    if chunk.finish_reason == "error":
-                        await context.abort(grpc.StatusCode.UNAVAILABLE, chunk.error)
                     yield _response(req.rid, chunk)
+                    if chunk.finish_reason == "error":
+                        # The last message carries the error too; the status says UNAVAILABLE.
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, chunk.error)
         finally:
+            self.owners.pop(req.rid, None)
             await chunks.aclose()  # type: ignore[attr-defined]
 
     async def Tokenize(
         self, request: tokenizer_pb2.TokenizeRequest, context: grpc.aio.ServicerContext
     ) -> tokenizer_pb2.TokenizeResponse:
         add = request.add_special_tokens if request.HasField("add_special_tokens") else True
-        return tokenizer_pb2.TokenizeResponse(ids=self.fe.tokenizer.encode(request.text, add))
+        ids = await self.fe.offload(len(request.text), self.fe.tokenizer.encode, request.text, add)
+        return tokenizer_pb2.TokenizeResponse(ids=ids)
 
     async def Detokenize(
         self, request: tokenizer_pb2.DetokenizeRequest, context: grpc.aio.ServicerContext
@@ -96,7 +104,9 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
             ids = self.fe.builder.check_ids(request.ids, "ids")
         except ValueError as exc:
             await abort_with(context, exc)
-        text = self.fe.tokenizer.decode(ids, skip_special_tokens=request.skip_special_tokens)
+        text = await self.fe.offload(
+            len(ids) * 4, self.fe.tokenizer.decode, ids, request.skip_special_tokens
+        )
         return tokenizer_pb2.DetokenizeResponse(text=text)
 
     async def GetModelInfo(
@@ -110,6 +120,12 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
     async def Abort(
         self, request: tokenizer_pb2.AbortRequest, context: grpc.aio.ServicerContext
     ) -> tokenizer_pb2.AbortResponse:
+        # NOTE: only the connection that started a request may abort it. Any other rid (someone
+        # else's, an HTTP request's, a finished or unknown one) answers found=false and nothing
+        # happens: the same answer for all, so Abort tells no one which rids exist.
+        base = request.rid.split("#", 1)[0]
+        if not request.rid or self.owners.get(base) != context.peer():
+            return tokenizer_pb2.AbortResponse(found=False)
         return tokenizer_pb2.AbortResponse(found=self.fe.manager.abort(request.rid))
 
 
@@ -121,6 +137,7 @@ def _response(rid: str, chunk: Chunk) -> tokenizer_pb2.GenerateResponse:
         logprobs=chunk.logprobs,
         finish_reason=pbconv.finish_reason_to_pb(chunk.finish_reason),
         index=chunk.index,
+        error=chunk.error,
     )
     resp.usage.prompt_tokens = chunk.prompt_tokens
     resp.usage.completion_tokens = chunk.completion_tokens
@@ -134,6 +151,7 @@ class RunningTokenizer:
     server: ServiceServer
     frontend: Frontend
     link: SchedulerPool
+    drain_seconds: float = 30.0
     http: object | None = None  # uvicorn.Server
     http_task: asyncio.Task | None = None
 
@@ -141,13 +159,62 @@ class RunningTokenizer:
     def port(self) -> int:
         return self.server.port
 
+    async def drain(self, seconds: float | None = None) -> int:
+        """Readiness NOT_SERVING, new requests refused (503 / UNAVAILABLE); waits up to
+        ``seconds`` for in-flight requests to finish, then fails the rest with an error (an SSE
+        error event, not a silently cut stream). Returns how many were cut."""
+        manager = self.frontend.manager
+        manager.draining = True
+        await self.server.set_ready(False)
+        seconds = self.drain_seconds if seconds is None else seconds
+        logger.info("draining", extra={"kv": {"running": manager.num_running, "s": seconds}})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while manager.num_running and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        cut = manager.num_running
+        if cut:
+            manager.fail_all(f"the server shut down (drain period of {seconds:g}s over)")
+            await asyncio.sleep(0.2)  # let streams send their error events
+        return cut
+
     async def stop(self) -> None:
+        await self.drain()
         if self.http is not None:
             self.http.should_exit = True  # type: ignore[attr-defined]
             if self.http_task is not None:
                 await self.http_task
         await self.server.stop()
         await self.link.close()
+
+
+def _grpc_options(cfg: TokenizerConfig) -> list[tuple[str, object]]:
+    limit = cfg.max_body_bytes if cfg.max_body_bytes > 0 else MAX_MESSAGE_BYTES
+    return [
+        *(o for o in GRPC_OPTIONS if o[0] != "grpc.max_receive_message_length"),
+        ("grpc.max_receive_message_length", limit),
+    ]
+
+
+def _build_frontend(cfg: TokenizerConfig, tokenizer, info, link, source) -> Frontend:  # type: ignore[no-untyped-def]
+    limits = Limits(cfg.max_stop_strings, cfg.max_stop_chars, cfg.max_input_tokens)
+    manager = RequestManager(
+        tokenizer,
+        link,
+        cfg.stream_interval,
+        max_running=cfg.max_concurrent_requests,
+        limits=limits,
+        timeout=cfg.request_timeout_seconds,
+    )
+    return Frontend(
+        tokenizer=tokenizer,
+        info=info,
+        builder=PromptBuilder(tokenizer, info),
+        manager=manager,
+        model_name=cfg.served_model_name or info.model_name or source.name,
+        default_max_tokens=cfg.default_max_tokens,
+        upstream_ready=lambda: link.ready,
+    )
 
 
 async def start_tokenizer(cfg: TokenizerConfig) -> RunningTokenizer:
@@ -163,31 +230,44 @@ async def start_tokenizer(cfg: TokenizerConfig) -> RunningTokenizer:
     except BaseException:
         await link.close()
         raise
-    manager = RequestManager(tokenizer, link, cfg.stream_interval)
-    frontend = Frontend(
-        tokenizer=tokenizer,
-        info=info,
-        builder=PromptBuilder(tokenizer, info),
-        manager=manager,
-        model_name=cfg.served_model_name or info.model_name or source.name,
-        default_max_tokens=cfg.default_max_tokens,
-    )
-    link.start(manager)
+    frontend = _build_frontend(cfg, tokenizer, info, link, source)
+    manager = frontend.manager
+    # The debug view of leaks: requests the front door holds (0 when idle, whatever happened).
+    Gauge(
+        "radixserve_frontend_registered_requests",
+        "Requests registered in the front door's manager",
+        registry=metrics.r,
+    ).set_function(lambda: manager.num_running)
     metrics.model_name = frontend.model_name
     metrics.instrument(tokenizer)
     servicer = TokenizerServicer(frontend, metrics)
-    server = ServiceServer("tokenizer", f"{cfg.host}:{cfg.port}", [SERVICE], metrics.registry)
+    server = ServiceServer(
+        "tokenizer",
+        f"{cfg.host}:{cfg.port}",
+        [SERVICE],
+        metrics.registry,
+        public=True,
+        options=_grpc_options(cfg),
+    )
     await server.start(
         lambda s: tokenizer_pb2_grpc.add_TokenizerServiceServicer_to_server(servicer, s)
     )
-    running = RunningTokenizer(server, frontend, link)
+    running = RunningTokenizer(server, frontend, link, cfg.drain_seconds)
+
+    # NOTE: readiness follows the scheduler link(s) from here on (and drain turns it off).
+    async def sync_readiness() -> None:
+        await server.set_ready(frontend.ready)
+
+    link.on_change = lambda ready: asyncio.ensure_future(sync_readiness())
+    link.start(manager)
+    await link.wait_connected(cfg.scheduler_wait_seconds)
     if cfg.http_port >= 0:
         from services.tokenizer.http_api import start_http
 
         running.http, running.http_task = await start_http(
-            frontend, metrics, cfg.host, cfg.http_port
+            frontend, metrics, cfg.host, cfg.http_port, max_body_bytes=cfg.max_body_bytes
         )
-    await server.set_ready(True)
+    await server.set_ready(frontend.ready)
     logger.info(
         "tokenizer ready", extra={"kv": {"model": frontend.model_name, "grpc": server.port}}
     )

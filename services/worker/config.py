@@ -18,7 +18,7 @@ class WorkerConfig(RunnerConfig):
     checked at start-up: a bad value stops the worker before it opens a port or loads a model.
     """
 
-    host: str = field(default="0.0.0.0", metadata={"help": "address to bind"})
+    host: str = field(default="127.0.0.1", metadata={"help": "address to bind (0.0.0.0: all)"})
     port: int = field(default=50053, metadata={"help": "gRPC port (0 picks a free one)"})
     metrics_port: int = field(default=9103, metadata={"help": "Prometheus port (0 disables)"})
     step_thread: bool = field(

@@ -24,6 +24,7 @@ class ScriptedManager:
         self.script: list[Chunk] = []
         self.closed = 0
         self.num_running = 0
+        self.draining = False
 
     async def generate(self, req: GenerateInput) -> AsyncIterator[Chunk]:
         try:

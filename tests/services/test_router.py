@@ -79,6 +79,9 @@ def test_engines_must_serve_the_same_model():
 
 
 class FakeLink:
+    ready = True
+    down_reason = ""
+
     def __init__(self) -> None:
         self.added: list[list[str]] = []
         self.aborted: list[str] = []
