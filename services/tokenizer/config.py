@@ -37,3 +37,9 @@ class TokenizerConfig:
         default=0.5, metadata={"help": "how often to poll each scheduler's load (routing)"}
     )
     name: str = field(default="tokenizer-0", metadata={"help": "replica name (logs, metrics)"})
+    api_key: str = field(
+        default="", metadata={"help": "HTTP API key (Authorization: Bearer); empty = none"}
+    )
+    allowed_origins: str = field(
+        default="", metadata={"help": "comma-separated CORS origins of the HTTP API (* = any)"}
+    )

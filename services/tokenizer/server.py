@@ -183,7 +183,7 @@ async def start_tokenizer(cfg: TokenizerConfig) -> RunningTokenizer:
         from services.tokenizer.http_api import start_http
 
         running.http, running.http_task = await start_http(
-            frontend, metrics, cfg.host, cfg.http_port
+            frontend, metrics, cfg.host, cfg.http_port, cfg.api_key, cfg.allowed_origins
         )
     await server.set_ready(True)
     logger.info(
