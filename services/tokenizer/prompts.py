@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.common.errors import InvalidArgument
+from services.common.grammars import check_constraint
 from services.common.types import ModelInfo, SamplingParams, validate_sampling
 from services.tokenizer.chat_template import render_chat_for
 from services.tokenizer.tokenization import Tokenizer
@@ -98,6 +99,8 @@ class PromptBuilder:
         """Validates lengths and sampling. An unset max_tokens is cut to fit the context."""
         ids = self.check_ids(ids, field_name)
         validate_sampling(sampling)
+        if sampling.constraint is not None:
+            check_constraint(sampling.constraint)
         room = self.info.max_context_len - len(ids)
         if room < 1:
             raise InvalidArgument(

@@ -293,3 +293,19 @@ def test_logprob_bytes_rebuild_the_text(oai: openai.OpenAI, model_name: str) -> 
     entries = out.choices[0].logprobs.content
     raw = b"".join(bytes(e.bytes) for e in entries)
     assert raw.decode("utf-8", errors="ignore").startswith("😀")
+
+
+def test_grpc_sdk_structured_output(stack: Stack) -> None:
+    from services.client.sdk import RadixClient
+
+    schema = SCHEMAS[5]
+    with RadixClient(stack.tokenizer_address) as client:
+        out = client.chat(ASK, max_tokens=60, json_schema=schema, temperature=0.7)
+        if out.finish_reason == "stop":
+            jsonschema.validate(json.loads(out.text), schema)
+        out = client.complete("Answer:", max_tokens=4, choice=["yes", "no"], min_p=0.1)
+        assert out.text in ("yes", "no")
+        out = client.complete("Phone:", max_tokens=8, regex="[0-9]{3}", logit_bias={5: -100.0})
+        assert out.text.isdigit() and len(out.text) == 3
+        with pytest.raises(Exception, match="regex"):
+            client.complete("x", max_tokens=2, regex="((")
