@@ -309,3 +309,26 @@ def test_grpc_sdk_structured_output(stack: Stack) -> None:
         assert out.text.isdigit() and len(out.text) == 3
         with pytest.raises(Exception, match="regex"):
             client.complete("x", max_tokens=2, regex="((")
+
+
+def test_api_key_and_cors(stack: Stack) -> None:
+    from fastapi.testclient import TestClient
+
+    from services.tokenizer.http_api import create_app
+    from services.tokenizer.metrics import TokenizerMetrics
+
+    frontend = stack.handles[-1].frontend
+    app = create_app(frontend, TokenizerMetrics(), api_key="s3cret", allowed_origins="http://a.b")
+    with TestClient(app) as client:
+        assert client.get("/v1/models").status_code == 401
+        bad = client.get("/v1/models", headers={"Authorization": "Bearer nope"})
+        assert bad.status_code == 401 and bad.json()["error"]["code"] == "invalid_api_key"
+        good = client.get("/v1/models", headers={"Authorization": "Bearer s3cret"})
+        assert good.status_code == 200
+        assert client.get("/health").status_code == 200
+        assert client.get("/metrics").status_code == 200
+        pre = client.options(
+            "/v1/models",
+            headers={"Origin": "http://a.b", "Access-Control-Request-Method": "GET"},
+        )
+        assert pre.headers.get("access-control-allow-origin") == "http://a.b"
