@@ -20,7 +20,9 @@ Scheduler -> worker step semantics (one :class:`StepInput` per step):
 * ``prompt_len`` comes with ``sampling``: the row's leading prompt tokens; later ones (outputs
   re-prefilled after a retraction, then sampled ones) count as generated for ``min_new_tokens``
   and the penalties. ``prefix_ids`` also comes with ``sampling`` when the request uses a penalty:
-  the token ids at the ``prefix_slots`` positions, which the worker cannot know otherwise;
+  the token ids at the ``prefix_slots`` positions, which the worker cannot know otherwise (also
+  sent for a grammar-constrained request, whose matcher replays output re-prefilled after a
+  retraction: see ``SamplingParams.needs_history``);
 * ``sample`` is False for a prefill chunk that is not the last one (nothing is sampled);
 * ``release_rows`` are rows the worker forgets after this step (finished or aborted requests).
   Slots are owned by the scheduler: releasing a row frees no slot on the worker.
@@ -77,6 +79,12 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature < GREEDY_BELOW or self.top_k == 1
+
+    @property
+    def needs_history(self) -> bool:
+        """The worker needs the ids of a cached prefix (``ReqInput.prefix_ids``): penalties count
+        them, and a grammar replays re-prefilled output (after a retraction)."""
+        return self.uses_penalties or self.constraint is not None
 
     @property
     def uses_penalties(self) -> bool:

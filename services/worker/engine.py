@@ -106,7 +106,9 @@ class ModelRunner:
         for p in plans:  # NOTE: after validation only, so a bad step changes nothing
             if p.state is None:  # the row's first step (or a new request reusing it)
                 p.state = self.rows.start(p.req.row, p.req.sampling, p.start, p.req.prompt_len)
-                self.constraints.start(p.req.row, p.state.sampling)
+                self.constraints.start(p.req.row, p.state.sampling, p.req.prompt_len)
+            if self.constraints.active and p.req.token_ids is not None:
+                self.constraints.extend(p.req.row, p.start, p.req.prefix_ids, p.req.token_ids)
             p.state.seq_len = p.end
         if self.rows.num_adjusted:
             self._record_inputs(plans)

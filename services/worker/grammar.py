@@ -57,6 +57,8 @@ class _Row:
     stop_ids: tuple[int, ...]
     matcher_future: concurrent.futures.Future | None = None
     finished: bool = False  # a stop token was sampled, or the grammar ended or failed
+    replay: list[int] = field(default_factory=list)  # re-prefilled output, consumed on first use
+    prompt_len: int = 0  # 0: not told, nothing is replayed
     bias_ids: list[int] = field(default_factory=list)
     bias_values: list[float] = field(default_factory=list)
 
@@ -81,13 +83,13 @@ class RowConstraints:
         """Live rows with a grammar or a logit bias."""
         return len(self._rows)
 
-    def start(self, row: int, sampling: SamplingParams) -> None:
+    def start(self, row: int, sampling: SamplingParams, prompt_len: int = 0) -> None:
         """Registers a new row; starts compiling its grammar in the background."""
         self.release(row)
         if sampling.constraint is None and not sampling.logit_bias:
             return
         stop = tuple(dict.fromkeys((*sampling.stop_token_ids, *self.eos_ids)))
-        state = _Row(sampling, stop)
+        state = _Row(sampling, stop, prompt_len=prompt_len)
         for token_id, bias in sampling.logit_bias:
             if token_id < self.vocab_size:
                 state.bias_ids.append(token_id)
@@ -95,6 +97,19 @@ class RowConstraints:
         if sampling.constraint is not None:
             state.matcher_future = self._pool_().submit(self._new_matcher, sampling.constraint)
         self._rows[row] = state
+
+    def extend(
+        self, row: int, start: int, prefix_ids: Sequence[int] | None, ids: Sequence[int]
+    ) -> None:
+        """New input ids of a row at positions ``start...``: output re-prefilled after a
+        retraction (positions past the prompt) is replayed into the row's matcher."""
+        state = self._rows.get(row)
+        if state is None or state.matcher_future is None or not state.prompt_len:
+            return
+        prompt_len = state.prompt_len
+        if prefix_ids:
+            state.replay += list(prefix_ids[prompt_len:])
+        state.replay += list(ids[max(0, prompt_len - start) :])
 
     def release(self, row: int) -> None:
         self._rows.pop(row, None)
@@ -118,7 +133,7 @@ class RowConstraints:
             state = self._rows.get(r)
             if state is None or state.matcher_future is None or state.finished:
                 continue
-            matcher = state.matcher_future.result()
+            matcher = _matcher(state)
             if token in state.stop_ids:
                 state.finished = True  # the request ends here; the grammar has nothing to add
             elif not matcher.consume_token(token) or matcher.is_stopped():
@@ -143,7 +158,7 @@ class RowConstraints:
         bitmask = torch.zeros((len(constrained), words), dtype=torch.int32)
         live = []
         for i, (_, state) in enumerate(constrained):
-            matcher = state.matcher_future.result()  # NOTE: waits only for a grammar in flight
+            matcher = _matcher(state)  # NOTE: waits only for a grammar still compiling
             if state.finished or matcher.is_stopped() or matcher.is_error():
                 _allow(bitmask[i], state.stop_ids, self.vocab_size)
             else:
@@ -186,6 +201,16 @@ class RowConstraints:
                 load_ll_tokenizer, self.source, self.vocab_size, self.eos_ids
             )
         return self._tokenizer_future.result()
+
+
+def _matcher(state: _Row):  # noqa: ANN202 - llguidance.LLMatcher
+    """The row's matcher once compiled, with any re-prefilled output replayed into it."""
+    matcher = state.matcher_future.result()
+    if state.replay:
+        tokens, state.replay = state.replay, []
+        if not matcher.consume_tokens(tokens) or matcher.is_stopped():
+            state.finished = True
+    return matcher
 
 
 def _allow(bits: torch.Tensor, ids: Sequence[int], vocab_size: int) -> None:

@@ -65,3 +65,16 @@ def test_logit_bias_and_grammar_rows(tmp_path: object) -> None:
         rows.release(0)
         rows.release(1)
         assert rows.active == 0
+
+
+def test_retracted_output_is_replayed(tmp_path) -> None:  # noqa: ANN001
+    config = tmp_path / "config.json"
+    config.write_text('{"vocab_size": 300}')
+    rows = RowConstraints(300, torch.device("cpu"), ModelSource("dummy", str(config), "x"), (2,))
+    # Prompt of 4 tokens, then "a" was generated before a retraction; the re-prefill brings
+    # the prompt's first 2 ids as a cached prefix and the rest as new tokens.
+    rows.start(1, SamplingParams(constraint=Constraint("regex", "abc")), prompt_len=4)
+    rows.extend(1, 2, [9, 9], [9, 9, 3 + ord("a")])
+    logits = torch.zeros(1, 300)
+    rows.apply(logits, [1])
+    assert int(logits[0].argmax()) == 3 + ord("b")
