@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -75,7 +76,8 @@ class RowConstraints:
         self.eos_ids = tuple(eos_ids)
         self._rows: dict[int, _Row] = {}
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._tokenizer_future: concurrent.futures.Future | None = None
+        self._tokenizer = None  # llguidance.LLTokenizer, loaded with the first grammar
+        self._tokenizer_lock = threading.Lock()
         self._executor = None  # llguidance.LLExecutor, made with the first mask
 
     @property
@@ -196,11 +198,12 @@ class RowConstraints:
         return llguidance.LLMatcher(self._ll_tokenizer(), text)
 
     def _ll_tokenizer(self):  # noqa: ANN202 - llguidance.LLTokenizer
-        if self._tokenizer_future is None:  # NOTE: first use runs on a pool thread
-            self._tokenizer_future = self._pool_().submit(
-                load_ll_tokenizer, self.source, self.vocab_size, self.eos_ids
-            )
-        return self._tokenizer_future.result()
+        # NOTE: runs on a pool thread; loading here (not as another pool task, which the busy
+        # pool threads would wait on forever) under a lock, so the vocabulary loads once.
+        with self._tokenizer_lock:
+            if self._tokenizer is None:
+                self._tokenizer = load_ll_tokenizer(self.source, self.vocab_size, self.eos_ids)
+            return self._tokenizer
 
 
 def _matcher(state: _Row):  # noqa: ANN202 - llguidance.LLMatcher

@@ -78,3 +78,16 @@ def test_retracted_output_is_replayed(tmp_path) -> None:  # noqa: ANN001
     logits = torch.zeros(1, 300)
     rows.apply(logits, [1])
     assert int(logits[0].argmax()) == 3 + ord("b")
+
+
+@pytest.mark.timeout(60)
+def test_many_grammars_compile_at_once(tmp_path) -> None:  # noqa: ANN001
+    """More rows than compile threads, all new in one step: no deadlock on the vocabulary."""
+    config = tmp_path / "config.json"
+    config.write_text('{"vocab_size": 300}')
+    rows = RowConstraints(300, torch.device("cpu"), ModelSource("dummy", str(config), "x"), (2,))
+    for r in range(6):
+        rows.start(r, SamplingParams(constraint=Constraint("choice", f'["x{r}"]')))
+    logits = torch.zeros(6, 300)
+    rows.apply(logits, list(range(6)))
+    assert logits.argmax(dim=-1).tolist() == [3 + ord("x")] * 6
