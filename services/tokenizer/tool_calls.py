@@ -104,6 +104,8 @@ def detect_format(template: str | None) -> str:
 def plan(body: Any, tokenizer: Any) -> ChatPlan:
     """The :class:`ChatPlan` of a chat request (``body``: a ChatCompletionRequest)."""
     tools = body.tools
+    if detect_format(getattr(tokenizer, "chat_template", None)) == "smollm2":
+        body.messages = inline_tool_calls(body.messages)
     if not tools:
         if body.tool_choice not in (None, "none"):
             raise InvalidArgument("needs tools", "tool_choice")
@@ -174,6 +176,34 @@ def call_grammar(fmt: str, functions: list[dict[str, Any]], single: bool) -> Con
     if single:
         array["maxItems"] = 1
     return Constraint("ebnf", f'start: "<tool_call>" %json {json.dumps(array)} "</tool_call>"\n')
+
+
+def inline_tool_calls(messages: Any) -> Any:
+    """Assistant ``tool_calls`` written into the content, for templates that ignore them, so the
+    model sees its earlier calls in its own format (then the ``tool`` messages' answers)."""
+    if not isinstance(messages, list):
+        return messages
+    out = []
+    for m in messages:
+        calls = m.get("tool_calls") if isinstance(m, dict) else None
+        if m.get("role") == "assistant" and isinstance(calls, list) and calls:
+            body = [_plain_call(c) for c in calls]
+            text = f"<tool_call>{json.dumps(body, ensure_ascii=False)}</tool_call>"
+            head = m.get("content") if isinstance(m.get("content"), str) else ""
+            m = {k: v for k, v in m.items() if k != "tool_calls"}
+            m["content"] = f"{head}{text}"
+        out.append(m)
+    return out
+
+
+def _plain_call(call: Any) -> dict[str, Any]:
+    fn = call.get("function", {}) if isinstance(call, dict) else {}
+    args = fn.get("arguments", "{}")
+    try:
+        args = json.loads(args) if isinstance(args, str) else args
+    except json.JSONDecodeError:
+        pass  # kept as the client sent it
+    return {"name": fn.get("name"), "arguments": args}
 
 
 def _add_system(body: Any, functions: list[dict[str, Any]]) -> None:
