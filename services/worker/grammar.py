@@ -79,6 +79,7 @@ class RowConstraints:
         self._tokenizer = None  # llguidance.LLTokenizer, loaded with the first grammar
         self._tokenizer_lock = threading.Lock()
         self._executor = None  # llguidance.LLExecutor, made with the first mask
+        self._host: torch.Tensor | None = None  # the CPU bitmask buffer
 
     @property
     def active(self) -> int:
@@ -156,8 +157,7 @@ class RowConstraints:
     def _mask(self, logits: torch.Tensor, constrained: list[tuple[int, _Row]]) -> None:
         import llguidance.torch as llt
 
-        words = (self.vocab_size + 31) // 32
-        bitmask = torch.zeros((len(constrained), words), dtype=torch.int32)
+        bitmask = self._host_bitmask(len(constrained))
         live = []
         for i, (_, state) in enumerate(constrained):
             matcher = _matcher(state)  # NOTE: waits only for a grammar still compiling
@@ -171,7 +171,20 @@ class RowConstraints:
                 if matcher.is_accepting():  # the row's own stop tokens end it too
                     _allow(bitmask[i], constrained[i][1].stop_ids, self.vocab_size)
         rows = torch.tensor([j for j, _ in constrained], dtype=torch.int64)
-        apply_token_bitmask(logits, rows.to(self.device), bitmask.to(self.device))
+        # NOTE: non_blocking from pinned memory; the buffer is refilled only next step, after
+        # this step's sampled ids were read back (a sync), so the copy is done by then.
+        device_mask = bitmask.to(self.device, non_blocking=True)
+        apply_token_bitmask(logits, rows.to(self.device), device_mask)
+
+    def _host_bitmask(self, n: int) -> torch.Tensor:
+        """A zeroed ``[n, ceil(V / 32)]`` int32 CPU buffer (pinned on CUDA), reused by steps."""
+        if self._host is None or self._host.shape[0] < n:
+            words = (self.vocab_size + 31) // 32
+            pin = self.device.type == "cuda"
+            self._host = torch.zeros((max(n, 64), words), dtype=torch.int32, pin_memory=pin)
+        view = self._host[:n]
+        view.zero_()
+        return view
 
     def _pool_(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._pool is None:
