@@ -175,6 +175,23 @@ def test_required_tool_call(oai: openai.OpenAI, model_name: str, stream: bool) -
         json.loads(call.function.arguments)
 
 
+def test_auto_and_none_tool_choice(oai: openai.OpenAI, model_name: str) -> None:
+    ask = [{"role": "user", "content": "Weather in Paris?"}]
+    out = oai.chat.completions.create(
+        model=model_name, messages=ask, tools=[WEATHER], max_tokens=40, temperature=0
+    )
+    choice = out.choices[0]
+    if choice.message.tool_calls:  # the model chose to call: a parsed call, named right
+        assert choice.finish_reason == "tool_calls"
+        assert choice.message.tool_calls[0].function.name == "get_weather"
+    else:
+        assert choice.message.content and choice.finish_reason in ("stop", "length")
+    out = oai.chat.completions.create(
+        model=model_name, messages=ask, tools=[WEATHER], tool_choice="none", max_tokens=8
+    )
+    assert out.choices[0].message.tool_calls is None
+
+
 def test_named_tool_and_answer_back(oai: openai.OpenAI, model_name: str) -> None:
     out = oai.chat.completions.create(
         model=model_name,
