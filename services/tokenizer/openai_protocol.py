@@ -33,6 +33,14 @@ Bool = Annotated[bool, Strict()]
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    @model_validator(mode="after")
+    def _no_surrogates(self) -> _Model:
+        # NOTE: JSON may spell a lone surrogate ("\\ud800"); no tokenizer can encode it.
+        field = _surrogate_field(self.__dict__, "")
+        if field is not None:
+            raise InvalidArgument("is not valid Unicode (a lone surrogate)", field)
+        return self
+
 
 class StreamOptions(_Model):
     include_usage: Bool = False
@@ -91,13 +99,6 @@ class _SamplingRequest(_Model):
     ebnf: str | None = None
     choice: list[str] | None = None
     json_schema: dict[str, Any] | str | None = None
-
-    @model_validator(mode="after")
-    def _no_surrogates(self) -> _SamplingRequest:
-        field = _surrogate_field(self.__dict__, "")
-        if field is not None:
-            raise InvalidArgument("is not valid Unicode (a lone surrogate)", field)
-        return self
 
     @property
     def include_usage(self) -> bool:

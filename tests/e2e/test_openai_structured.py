@@ -303,6 +303,12 @@ def test_endpoints(stack: Stack) -> None:
     assert httpx.post(f"{base}/detokenize", json={"tokens": ids}).json()["prompt"].endswith("😀")
     assert httpx.get(f"{base}/version").json()["version"]
     assert httpx.post(f"{base}/v1/embeddings", json={"input": "x"}).status_code == 404
+    lone = httpx.post(
+        f"{base}/tokenize",
+        content='{"prompt": "a\\ud800"}',
+        headers={"content-type": "application/json"},
+    )
+    assert lone.status_code == 400 and lone.json()["error"]["param"] == "prompt"
     metrics = httpx.get(f"{base}/metrics")
     assert metrics.status_code == 200 and "radixserve_" in metrics.text
 
