@@ -162,7 +162,9 @@ class RowConstraints:
         for i, (_, state) in enumerate(constrained):
             matcher = _matcher(state)  # NOTE: waits only for a grammar still compiling
             if state.finished or matcher.is_stopped() or matcher.is_error():
-                _allow(bitmask[i], state.stop_ids, self.vocab_size)
+                # NOTE: never an empty mask: without stop ids, the vocabulary's EOS tokens.
+                ends = state.stop_ids or tuple(self._ll_tokenizer().eos_tokens)
+                _allow(bitmask[i], ends, self.vocab_size)
             else:
                 live.append((matcher, i))
         if live:
