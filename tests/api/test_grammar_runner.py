@@ -22,7 +22,10 @@ STEPS = 6
 
 
 def _runner(device: str) -> ModelRunner:
-    cfg = RunnerConfig(model=CONFIG, load_format="dummy", device=device, num_slots=512, max_rows=4)
+    # float32 everywhere: the plain row's greedy tokens must not flip with the batch's size.
+    cfg = RunnerConfig(
+        model=CONFIG, load_format="dummy", device=device, dtype="float32", num_slots=512, max_rows=4
+    )
     return ModelRunner(cfg)
 
 
