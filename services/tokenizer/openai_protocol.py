@@ -330,7 +330,8 @@ class Format:
         self.echo: list[str] = []  # completions with echo: each prompt's text
         self.tool_parser: Any = None  # chat with tools: a tool_calls.ToolParser
         self._echoed: set[int] = set()
-        self._held: dict[int, list[str]] = {}  # streamed text held back per choice (tools)
+        self._held: dict[int, list[str]] = {}  # a choice's streamed text so far (tools)
+        self._sent: dict[int, int] = {}  # characters of it already sent as content
         self._text_offset: dict[int, int] = {}  # per sample: characters of tokens already sent
 
     def envelope(self, obj: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
@@ -472,17 +473,21 @@ class ChatFormat(Format):
         }
 
     def _tool_delta(self, chunk: Chunk) -> dict[str, Any] | None:
-        """With tools, text is held until the choice ends: it may turn out to be a tool call.
-
-        The last delta then carries the content or ``tool_calls`` (each with its index, id, name
-        and whole arguments, as OpenAI's first delta of a call has them).
-        """
+        """With tools, text streams as content up to what may be a tool call; the rest is held
+        until the choice ends, then sent as content or ``tool_calls`` (each with its index, id,
+        name and whole arguments, as OpenAI's first delta of a call has them)."""
         held = self._held.setdefault(chunk.index, [])
         held.append(chunk.text)
-        if chunk.finish_reason is None:
-            return None
         text = "".join(held)
-        content, calls = self.tool_parser.parse(text)
+        sent = self._sent.get(chunk.index, 0)
+        if chunk.finish_reason is None:
+            safe = max(sent, self.tool_parser.streamable(text))
+            if safe == sent:
+                return None
+            self._sent[chunk.index] = safe
+            delta = {"content": text[sent:safe]}
+            return {"index": chunk.index, "delta": delta, "logprobs": None, "finish_reason": None}
+        content, calls = self.tool_parser.parse(text[sent:])
         delta: dict[str, Any] = {"content": content} if content else {}
         reason = finish_reason(chunk)
         if calls:

@@ -39,6 +39,7 @@ _SMOLLM2_SYSTEM = (
     '{{"name": "func_name1", "arguments": {{"argument1": "value1", "argument2": "value2"}}}},\n'
     "... (more tool calls as required)\n]</tool_call>"
 )
+_MARKER = "<tool_call>"
 _TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 
 
@@ -78,6 +79,22 @@ class ToolParser:
         if not calls:
             return text, []
         return content, calls
+
+    def streamable(self, text: str) -> int:
+        """How much of ``text`` (a choice's output so far) is content for sure: the part before
+        anything that is, or may grow into, a tool call. Held back text is parsed at the end."""
+        if self.fmt == "llama3_json":
+            head = text.lstrip()
+            opens = ("{", "<|python_tag|>")
+            maybe = not head or any(head.startswith(o) or o.startswith(head) for o in opens)
+            return 0 if maybe else len(text)
+        at = text.find(_MARKER)
+        if at >= 0:
+            return at
+        for k in range(min(len(_MARKER) - 1, len(text)), 0, -1):  # a marker cut by the chunk
+            if _MARKER.startswith(text[-k:]):
+                return len(text) - k
+        return len(text)
 
     def _call(self, call: Any) -> dict[str, Any] | None:
         if not isinstance(call, dict) or call.get("name") not in self.names:

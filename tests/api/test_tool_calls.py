@@ -61,3 +61,13 @@ def test_tools_reach_the_template() -> None:
     assert '"name": "f"' in with_tools and "<tools>" not in without
     dev = render_chat([{"role": "developer", "content": "be brief"}], HERMES_TEMPLATE)
     assert dev.startswith("system: be brief")
+
+
+def test_streamable_holds_back_only_possible_calls() -> None:
+    hermes = ToolParser("hermes", {"f"})
+    assert hermes.streamable("Hello there") == len("Hello there")
+    assert hermes.streamable("Hello <tool") == len("Hello ")  # may become a marker
+    assert hermes.streamable("Hi <tool_call>{") == len("Hi ")
+    llama = ToolParser("llama3_json", {"f"})
+    assert llama.streamable(" {") == 0 and llama.streamable("") == 0
+    assert llama.streamable("Paris is sunny") == len("Paris is sunny")
