@@ -16,7 +16,7 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 TORCH_PIN ?= torch==2.13.0
 
 .PHONY: all setup protos lint format test test-gpu run bench bench-kernels bench-scheduler \
-	bench-engine bench-serving clean
+	bench-engine bench-serving bench-structured clean
 
 all: setup
 
@@ -77,6 +77,10 @@ bench-engine: setup
 
 bench-serving: setup
 	$(PY) bench/bench_serving.py
+
+# GPU: grammar machinery off / on / JSON-schema constrained, batch 64 (issue 11).
+bench-structured: setup
+	$(PY) bench/bench_structured.py --num-requests 64 --output-len 256
 
 clean:
 	rm -rf radixserve $(TOOLS) .pytest_cache .ruff_cache
