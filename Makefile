@@ -16,7 +16,7 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 TORCH_PIN ?= torch==2.13.0
 
 .PHONY: all setup protos lint format test test-gpu run bench bench-kernels bench-scheduler \
-	bench-engine bench-serving bench-cpu clean
+	bench-engine bench-serving bench-cpu bench-structured clean
 .PHONY: dashboards prometheus profile
 
 all: setup
@@ -96,6 +96,10 @@ bench-serving: setup
 # CPU: the embedded model through the three services vs transformers' generate (a quiet machine).
 bench-cpu: setup
 	$(PY) bench/bench_cpu.py --batch-sizes 1 8 --new-tokens 128 --out bench/results/cpu.json
+
+# GPU: grammar machinery off / on / JSON-schema constrained, batch 64 (issue 11).
+bench-structured: setup
+	$(PY) bench/bench_structured.py --num-requests 64 --output-len 256
 
 clean:
 	rm -rf radixserve $(TOOLS) .pytest_cache .ruff_cache

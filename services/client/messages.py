@@ -4,11 +4,14 @@ Sampling keywords (all optional, unset means the server's default): ``temperatur
 ``top_k``, ``seed``, ``max_tokens`` (alias ``max_new_tokens``), ``stop`` (str or list),
 ``stop_token_ids``, ``ignore_eos``, ``skip_special_tokens``, ``logprobs``, ``top_logprobs``,
 ``include_stop_str_in_output``, ``min_tokens`` (alias ``min_new_tokens``), ``frequency_penalty``,
-``presence_penalty``, ``repetition_penalty``. ``n`` asks for several samples of one prompt.
+``presence_penalty``, ``repetition_penalty``, ``min_p``, ``logit_bias`` ({id: bias}), and one
+grammar: ``json_schema`` (dict or text), ``regex``, ``ebnf`` or ``choice`` (list of strings).
+``n`` asks for several samples of one prompt.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +81,21 @@ class Completion:
         self.cached_tokens = chunk.cached_tokens or self.cached_tokens
 
 
+def _constraints_pb(pb: common_pb2.SamplingParams, sampling: dict[str, Any]) -> None:
+    """Pops min_p, logit_bias and a grammar (json_schema, regex, ebnf, choice) into ``pb``."""
+    if "min_p" in sampling:
+        pb.min_p = sampling.pop("min_p")
+    pb.logit_bias.update({int(k): v for k, v in sampling.pop("logit_bias", {}).items()})
+    schema = sampling.pop("json_schema", None)
+    if schema is not None:
+        pb.json_schema = schema if isinstance(schema, str) else json.dumps(schema)
+    for name in ("regex", "ebnf"):
+        if name in sampling:
+            setattr(pb, name, sampling.pop(name))
+    if "choice" in sampling:
+        pb.choice.values.extend(sampling.pop("choice"))
+
+
 def sampling_pb(**sampling: Any) -> common_pb2.SamplingParams:
     """SamplingParams from keywords; unset (None) fields stay unset. TypeError on unknown keys."""
     sampling = {k: v for k, v in sampling.items() if v is not None}
@@ -94,6 +112,7 @@ def sampling_pb(**sampling: Any) -> common_pb2.SamplingParams:
     for name in _SCALARS:
         if name in sampling:
             setattr(pb, name, sampling.pop(name))
+    _constraints_pb(pb, sampling)
     if sampling:
         raise TypeError(f"unknown sampling arguments: {', '.join(sorted(sampling))}")
     return pb

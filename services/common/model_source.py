@@ -66,6 +66,32 @@ def resolve_model(model: str | None, load_format: str = "auto") -> ModelSource:
         return ModelSource("hf", model, name)
     if os.path.isfile(model) and model.endswith(".gguf"):
         return ModelSource("gguf", model, name.removesuffix(".gguf"))
+    if _looks_like_hub_id(model):
+        return ModelSource("hf", _hub_snapshot(model), name)
     raise FileNotFoundError(
         f"model {model!r} is neither a .gguf file nor a directory with config.json"
     )
+
+
+def _looks_like_hub_id(model: str) -> bool:
+    parts = model.split("/")
+    return len(parts) == 2 and all(parts) and not model.startswith((".", "/"))
+
+
+def _hub_snapshot(repo_id: str) -> str:
+    """The local Hugging Face cache's snapshot of ``repo_id`` (offline: nothing is downloaded)."""
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError as exc:
+        raise FileNotFoundError(f"model {repo_id!r}: huggingface_hub is not installed") from exc
+    try:
+        path = snapshot_download(repo_id, local_files_only=True)
+    except (LocalEntryNotFoundError, OSError, ValueError) as exc:
+        raise FileNotFoundError(
+            f"model {repo_id!r} is not in the local Hugging Face cache "
+            "(download it first, e.g. `hf download " + repo_id + "`)"
+        ) from exc
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise FileNotFoundError(f"model {repo_id!r}: the cached snapshot has no config.json")
+    return path

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
+import json
 
 from radixserve.v1 import common_pb2, worker_pb2
-from services.common.errors import InvalidArgument
 from services.common.types import (
+    MAX_TOP_LOGPROBS,
+    Constraint,
     ForwardMode,
     ModelInfo,
     ReqInput,
@@ -14,10 +15,12 @@ from services.common.types import (
     StepInput,
     StepOutput,
     TopLogprobs,
+    validate_sampling,
 )
 
+__all__ = ["MAX_TOP_LOGPROBS", "validate_sampling"]  # re-exported: they moved to types
+
 DEFAULT_MAX_NEW_TOKENS = 128
-MAX_TOP_LOGPROBS = 20
 
 
 def sampling_from_pb(
@@ -40,39 +43,28 @@ def sampling_from_pb(
         presence_penalty=pb.presence_penalty,
         repetition_penalty=pb.repetition_penalty if pb.HasField("repetition_penalty") else 1.0,
         top_logprobs=pb.top_logprobs,
+        min_p=pb.min_p,
+        logit_bias=tuple(sorted(pb.logit_bias.items())),
+        constraint=_constraint_from_pb(pb),
     )
     validate_sampling(sp)
     return sp
 
 
-def validate_sampling(sp: SamplingParams) -> None:
-    if not math.isfinite(sp.temperature) or sp.temperature < 0:
-        raise InvalidArgument(f"must be >= 0, got {sp.temperature}", "temperature")
-    if not (0.0 < sp.top_p <= 1.0):
-        raise InvalidArgument(f"must be in (0, 1], got {sp.top_p}", "top_p")
-    if sp.top_k < -1:
-        raise InvalidArgument(f"must be -1, 0 or positive, got {sp.top_k}", "top_k")
-    if sp.max_new_tokens < 1:
-        raise InvalidArgument(f"must be >= 1, got {sp.max_new_tokens}", "max_new_tokens")
-    if any(t < 0 for t in sp.stop_token_ids):
-        raise InvalidArgument("token ids must be >= 0", "stop_token_ids")
-    if not 0 <= sp.min_new_tokens <= sp.max_new_tokens:
-        raise InvalidArgument(
-            f"must be in [0, max_new_tokens={sp.max_new_tokens}], got {sp.min_new_tokens}",
-            "min_new_tokens",
-        )
-    for name in ("frequency_penalty", "presence_penalty"):
-        value = getattr(sp, name)
-        if not -2.0 <= value <= 2.0:  # NOTE: also false for NaN
-            raise InvalidArgument(f"must be in [-2, 2], got {value}", name)
-    if not (0.0 < sp.repetition_penalty < math.inf):
-        raise InvalidArgument(f"must be > 0, got {sp.repetition_penalty}", "repetition_penalty")
-    if not 0 <= sp.top_logprobs <= MAX_TOP_LOGPROBS:
-        raise InvalidArgument(
-            f"must be in [0, {MAX_TOP_LOGPROBS}], got {sp.top_logprobs}", "top_logprobs"
-        )
-    if sp.top_logprobs and not sp.logprobs:
-        raise InvalidArgument("needs logprobs to be set", "top_logprobs")
+def _constraint_from_pb(pb: common_pb2.SamplingParams) -> Constraint | None:
+    kind = pb.WhichOneof("constraint")
+    if kind is None:
+        return None
+    if kind == "choice":
+        return Constraint("choice", json.dumps(list(pb.choice.values)))
+    return Constraint(kind, getattr(pb, kind))
+
+
+def _constraint_to_pb(c: Constraint, pb: common_pb2.SamplingParams) -> None:
+    if c.kind == "choice":
+        pb.choice.values.extend(json.loads(c.value))
+    else:
+        setattr(pb, c.kind, c.value)
 
 
 def sampling_to_pb(sp: SamplingParams) -> common_pb2.SamplingParams:
@@ -98,6 +90,12 @@ def sampling_to_pb(sp: SamplingParams) -> common_pb2.SamplingParams:
         pb.repetition_penalty = sp.repetition_penalty
     if sp.top_logprobs:
         pb.top_logprobs = sp.top_logprobs
+    if sp.min_p:
+        pb.min_p = sp.min_p
+    if sp.logit_bias:
+        pb.logit_bias.update(dict(sp.logit_bias))
+    if sp.constraint is not None:
+        _constraint_to_pb(sp.constraint, pb)
     return pb
 
 

@@ -20,7 +20,9 @@ Scheduler -> worker step semantics (one :class:`StepInput` per step):
 * ``prompt_len`` comes with ``sampling``: the row's leading prompt tokens; later ones (outputs
   re-prefilled after a retraction, then sampled ones) count as generated for ``min_new_tokens``
   and the penalties. ``prefix_ids`` also comes with ``sampling`` when the request uses a penalty:
-  the token ids at the ``prefix_slots`` positions, which the worker cannot know otherwise;
+  the token ids at the ``prefix_slots`` positions, which the worker cannot know otherwise (also
+  sent for a grammar-constrained request, whose matcher replays output re-prefilled after a
+  retraction: see ``SamplingParams.needs_history``);
 * ``sample`` is False for a prefill chunk that is not the last one (nothing is sampled);
 * ``release_rows`` are rows the worker forgets after this step (finished or aborted requests).
   Slots are owned by the scheduler: releasing a row frees no slot on the worker.
@@ -29,7 +31,28 @@ Scheduler -> worker step semantics (one :class:`StepInput` per step):
 from __future__ import annotations
 
 import enum
+import math
+import struct
 from dataclasses import dataclass, field
+
+from services.common.errors import InvalidArgument
+
+MAX_TOP_LOGPROBS = 20
+INT32_MAX = 2**31 - 1
+GREEDY_BELOW = 1e-5  # temperatures below this sample greedily (dividing by them overflows)
+CONSTRAINT_KINDS = ("json_schema", "regex", "ebnf", "choice")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A grammar the output must match, applied as a token mask by the worker.
+
+    ``kind`` is one of :data:`CONSTRAINT_KINDS`; ``value`` is a JSON schema (text), a regular
+    expression, a Lark or GBNF grammar, or a JSON list of strings (``choice``).
+    """
+
+    kind: str
+    value: str
 
 
 @dataclass(frozen=True)
@@ -49,10 +72,19 @@ class SamplingParams:
     presence_penalty: float = 0.0  # OpenAI: logit -= p once in the output
     repetition_penalty: float = 1.0  # HF: seen in prompt or output -> logit / r (or * r if < 0)
     top_logprobs: int = 0  # with logprobs: the k most likely tokens per position
+    min_p: float = 0.0  # drop tokens whose probability is below min_p * the top probability
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias added to its logit)
+    constraint: Constraint | None = None  # structured output: the grammar the output follows
 
     @property
     def greedy(self) -> bool:
-        return self.temperature <= 0.0 or self.top_k == 1
+        return self.temperature < GREEDY_BELOW or self.top_k == 1
+
+    @property
+    def needs_history(self) -> bool:
+        """The worker needs the ids of a cached prefix (``ReqInput.prefix_ids``): penalties count
+        them, and a grammar replays re-prefilled output (after a retraction)."""
+        return self.uses_penalties or self.constraint is not None
 
     @property
     def uses_penalties(self) -> bool:
@@ -142,3 +174,54 @@ class ModelInfo:
     device: str = "cpu"
     tp_size: int = 1
     page_size: int = 1
+
+
+def _f32(value: float) -> float:
+    """``value`` as the wire (proto ``float``) carries it: 1e39 becomes inf, 1e-50 becomes 0."""
+    try:
+        return struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def _check_float(name: str, value: float, lo: float, hi: float, lo_open: bool = False) -> None:
+    v = _f32(value)
+    ok = math.isfinite(v) and (lo < v if lo_open else lo <= v) and v <= hi  # NaN fails too
+    if not ok:
+        bracket = "(" if lo_open else "["
+        raise InvalidArgument(f"must be in {bracket}{lo:g}, {hi:g}], got {value}", name)
+
+
+def _check_int(name: str, value: int, lo: int, hi: int = INT32_MAX) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InvalidArgument(f"must be an integer in [{lo}, {hi}], got {value!r}", name)
+
+
+def validate_sampling(sp: SamplingParams) -> None:
+    """Raises InvalidArgument naming the first field out of range (as the wire would carry it)."""
+    _check_float("temperature", sp.temperature, 0.0, 1e4)
+    _check_float("top_p", sp.top_p, 0.0, 1.0, lo_open=True)
+    _check_int("top_k", sp.top_k, -1)
+    if sp.seed is not None:
+        _check_int("seed", sp.seed, 0, 2**64 - 1)
+    _check_int("max_new_tokens", sp.max_new_tokens, 1)
+    for t in sp.stop_token_ids:
+        _check_int("stop_token_ids", t, 0)
+    _check_int("min_new_tokens", sp.min_new_tokens, 0, sp.max_new_tokens)
+    for name in ("frequency_penalty", "presence_penalty"):
+        _check_float(name, getattr(sp, name), -2.0, 2.0)
+    _check_float("repetition_penalty", sp.repetition_penalty, 0.0, 1e4, lo_open=True)
+    _check_int("top_logprobs", sp.top_logprobs, 0, MAX_TOP_LOGPROBS)
+    if sp.top_logprobs and not sp.logprobs:
+        raise InvalidArgument("needs logprobs to be set", "top_logprobs")
+    _check_float("min_p", sp.min_p, 0.0, 1.0)
+    for token_id, bias in sp.logit_bias:
+        _check_int("logit_bias", token_id, 0)
+        _check_float("logit_bias", bias, -100.0, 100.0)
+    if sp.constraint is not None:
+        if sp.constraint.kind not in CONSTRAINT_KINDS:
+            kinds = ", ".join(CONSTRAINT_KINDS)
+            raise InvalidArgument(f"kind must be one of {kinds}", "constraint")
+        if sp.min_new_tokens:
+            # NOTE: the grammar decides where the output ends; hiding EOS could leave no token.
+            raise InvalidArgument("cannot be combined with a grammar constraint", "min_new_tokens")

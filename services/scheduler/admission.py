@@ -64,7 +64,7 @@ def extend_input(req: Request, new_slots: list[int]) -> ReqInput:
         sample=sample,
         prompt_len=req.prompt_len if first else 0,
         # NOTE: the worker knows the prefix's KV, not its ids; penalties need the ids.
-        prefix_ids=req.all_ids[:start] if first and start and req.sampling.uses_penalties else None,
+        prefix_ids=req.all_ids[:start] if first and start and req.sampling.needs_history else None,
     )
 
 

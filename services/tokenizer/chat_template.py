@@ -21,7 +21,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 logger = logging.getLogger(__name__)
 
-ROLES = ("system", "user", "assistant", "tool")
+ROLES = ("system", "developer", "user", "assistant", "tool")
 
 # ChatML, for models that ship no template (and the byte-level dummy tokenizer).
 DEFAULT_CHAT_TEMPLATE = (
@@ -55,7 +55,11 @@ def _validate_message(i: int, message: Any) -> dict[str, Any]:
     if role not in ROLES:
         raise ValueError(f"{where}.role: must be one of {', '.join(ROLES)}; got {role!r}")
     out = dict(message)
+    if role == "developer":  # OpenAI's newer name for system; templates know only system
+        out["role"] = "system"
     out["content"] = _content_text(where, message.get("content"))
+    if role == "tool" and not isinstance(message.get("tool_call_id", ""), str):
+        raise ValueError(f"{where}.tool_call_id: must be a string")
     if "tool_calls" in message and not isinstance(message["tool_calls"], (list, type(None))):
         raise ValueError(f"{where}.tool_calls: must be a list")
     if "name" in message and not isinstance(message["name"], (str, type(None))):

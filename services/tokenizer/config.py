@@ -56,3 +56,9 @@ class TokenizerConfig:
     drain_seconds: float = field(
         default=30.0, metadata={"help": "on SIGTERM, how long in-flight requests may finish"}
     )
+    api_key: str = field(
+        default="", metadata={"help": "HTTP API key (Authorization: Bearer); empty = none"}
+    )
+    allowed_origins: str = field(
+        default="", metadata={"help": "comma-separated CORS origins of the HTTP API (* = any)"}
+    )

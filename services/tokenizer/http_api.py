@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
+import hmac
 import json
 import logging
+import os
 import socket
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
@@ -24,10 +28,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from services.common import security
 from services.common.errors import InvalidArgument, NotFound, RequestError
-from services.tokenizer import observability_http
+from services.common.grammars import check_constraint
+from services.tokenizer import observability_http, tool_calls
 from services.tokenizer import openai_protocol as oai
 from services.tokenizer.frontend import Frontend
 from services.tokenizer.limits import BodyLimit
@@ -38,6 +44,9 @@ from services.tokenizer.samples import expand, interleave
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+MAX_PROMPTS = 64  # prompts in one /v1/completions batch
+# Open without the API key: probes and scrapers carry no credentials.
+_OPEN_PATHS = ("/health", "/metrics", "/version")
 
 
 class ClientGone(Exception):
@@ -54,7 +63,10 @@ class _Serving:
             raise NotFound(f"the model `{model}` does not exist", "model")
 
     def build(self, ids: list[int], body: oai._SamplingRequest, field_name: str) -> GenerateInput:
-        sampling, given = oai.sampling_params(body, self.fe.info.max_context_len)
+        info = self.fe.info
+        sampling, given = oai.sampling_params(body, info.max_context_len, info.vocab_size)
+        if sampling.constraint is not None:
+            check_constraint(sampling.constraint, oai.constraint(body)[1] or "constraint")
         return self.fe.builder.build(
             ids,
             sampling,
@@ -65,19 +77,29 @@ class _Serving:
             include_stop_str_in_output=body.include_stop_str_in_output,
         )
 
-    def prompt_ids(self, prompt: Any) -> list[int]:
-        if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
-            if len(prompt) != 1:
-                raise InvalidArgument("batches of several prompts are not supported", "prompt")
-            prompt = prompt[0]
-        if isinstance(prompt, str):
-            return self.fe.ids_from_text(prompt, "prompt")
-        return self.fe.builder.check_ids(prompt, "prompt")
+    def prompts_ids(self, prompt: Any) -> list[list[int]]:
+        """Token ids of each prompt: a string, a token-id list, or a list of either (a batch)."""
+        batch = isinstance(prompt, list) and bool(prompt) and isinstance(prompt[0], (str, list))
+        prompts = prompt if batch else [prompt]
+        if len(prompts) > MAX_PROMPTS:
+            raise InvalidArgument(f"at most {MAX_PROMPTS} prompts in one request", "prompt")
+        out = []
+        for i, one in enumerate(prompts):
+            name = f"prompt[{i}]" if batch else "prompt"
+            if isinstance(one, str):
+                out.append(self.fe.ids_from_text(one, name))
+            else:
+                out.append(self.fe.builder.check_ids(one, name))
+        return out
 
-    async def chunks(self, req: GenerateInput, n: int = 1) -> AsyncIterator[Chunk]:
-        """The request's chunks; with n > 1 its n samples' chunks, each tagged with its index."""
+    async def chunks(self, reqs: list[GenerateInput], n: int = 1) -> AsyncIterator[Chunk]:
+        """Chunks of every prompt's n samples; ``index`` is prompt * n + sample (as OpenAI's)."""
         manager = self.fe.manager
-        gen = manager.generate(req) if n == 1 else interleave(manager.generate_many(expand(req, n)))
+        req = reqs[0]
+        if len(reqs) == 1 and n == 1:
+            gen = manager.generate(req)
+        else:
+            gen = interleave(manager.generate_many([s for r in reqs for s in expand(r, n)]))
         try:
             async with self.metrics.track(req) as track:
                 async for chunk in gen:
@@ -87,17 +109,23 @@ class _Serving:
             await gen.aclose()  # aborts upstream unless the request finished
 
     async def respond(
-        self, request: Request, req: GenerateInput, body: oai._SamplingRequest, fmt: oai.Format
+        self,
+        request: Request,
+        reqs: list[GenerateInput],
+        body: oai._SamplingRequest,
+        fmt: oai.Format,
     ) -> Response:
-        n = body.n
-        chunks = self.chunks(req, n)
+        n = body.n * len(reqs)  # choices in all
+        fmt.per_prompt = body.n
+        chunks = self.chunks(reqs, body.n)
+        prompt_len = sum(len(r.input_ids) for r in reqs)
         try:
             if not body.stream:
                 totals = await _until_disconnect(request, _collect(chunks, n))
                 failed = next((t for t in totals if t.finish_reason == "error"), None)
                 if failed is not None:
                     return _engine_error(failed)
-                return JSONResponse(fmt.response(totals, len(req.input_ids)))
+                return JSONResponse(fmt.response(totals, prompt_len))
             first = await _until_disconnect(request, chunks.__anext__())
         except ClientGone:
             await chunks.aclose()
@@ -108,7 +136,7 @@ class _Serving:
         if first.finish_reason == "error":
             await chunks.aclose()
             return _engine_error(first)
-        stream = _sse(first, chunks, fmt, len(req.input_ids), body.include_usage, n)
+        stream = _sse(first, chunks, fmt, prompt_len, body.include_usage, n)
         return _SSEResponse(stream)
 
 
@@ -211,11 +239,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         err = exc.errors()[0] if exc.errors() else {"msg": "invalid request", "loc": ()}
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, RequestError):  # raised by a model validator: keep its field
+            return _error(cause.http_status, str(cause), cause.field)
         if err.get("type") == "json_invalid":
             detail = (err.get("ctx") or {}).get("error", "")
             return _error(400, f"malformed JSON body: {detail}".rstrip(": "), None)
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
         param = ".".join(loc) or None
+        if err.get("type") == "extra_forbidden":
+            return _error(400, f"{param}: is not a supported parameter", param)
         if param is None and err.get("type") == "model_attributes_type":
             return _error(400, "request body: must be a JSON object", None)
         return _error(400, f"{param or 'request body'}: {err.get('msg')}", param)
@@ -235,37 +268,100 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(exc.status_code, str(exc.detail), None)
 
 
-def create_app(frontend: Frontend, metrics: TokenizerMetrics) -> FastAPI:
-    """The OpenAI-compatible API over ``frontend``."""
+def create_app(
+    frontend: Frontend,
+    metrics: TokenizerMetrics,
+    api_key: str = "",
+    allowed_origins: str = "",
+) -> FastAPI:
+    """The OpenAI-compatible API over ``frontend``.
+
+    ``api_key``: when set, every path but health, metrics and version needs
+    ``Authorization: Bearer <key>`` (401 otherwise). ``allowed_origins``: comma-separated CORS
+    origins (``*`` for any); empty sends no CORS headers.
+    """
     app = FastAPI(title="radixserve", docs_url=None, redoc_url=None)
     serving = _Serving(frontend, metrics)
     _install_error_handlers(app)
     observability_http.mount(app, metrics, frontend)  # metrics middleware, /start_profile
+    _install_api_key(app, api_key)
+    origins = [o.strip() for o in allowed_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=origins, allow_methods=["*"], allow_headers=["*"]
+        )
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: oai.ChatCompletionRequest, request: Request) -> Response:
         serving.check_model(body.model)
+        chat = tool_calls.plan(body, frontend.tokenizer)
         ids = await frontend.offload(
-            _size(request), frontend.builder.ids_from_chat, body.messages, "messages"
+            _size(request),
+            functools.partial(frontend.builder.ids_from_chat, tools=chat.tools),
+            body.messages,
+            "messages",
         )
         req = serving.build(ids, body, "messages")
+        if chat.constraint is not None:
+            req = dataclasses.replace(
+                req, sampling=dataclasses.replace(req.sampling, constraint=chat.constraint)
+            )
         fmt = oai.ChatFormat(
             frontend.model_name, frontend.tokenizer, body.logprobs, req.sampling.top_logprobs
         )
-        return await serving.respond(request, req, body, fmt)
+        fmt.tool_parser = chat.parser
+        return await serving.respond(request, [req], body, fmt)
 
     @app.post("/v1/completions")
     async def completions(body: oai.CompletionRequest, request: Request) -> Response:
         serving.check_model(body.model)
-        ids = await frontend.offload(_size(request), serving.prompt_ids, body.prompt)
-        req = serving.build(ids, body, "prompt")
+        prompts = await frontend.offload(_size(request), serving.prompts_ids, body.prompt)
+        reqs = [serving.build(ids, body, "prompt") for ids in prompts]
         fmt = oai.CompletionFormat(
             frontend.model_name,
             frontend.tokenizer,
             body.logprobs is not None,
-            req.sampling.top_logprobs,
+            reqs[0].sampling.top_logprobs,
         )
-        return await serving.respond(request, req, body, fmt)
+        if body.echo:
+            fmt.echo = [frontend.tokenizer.decode(r.input_ids) for r in reqs]
+        return await serving.respond(request, reqs, body, fmt)
+
+    @app.post("/v1/embeddings")
+    async def embeddings() -> Response:
+        # NOTE: a generative model's last hidden state is no trained embedding; refuse clearly.
+        message = f"embeddings are not served: {frontend.model_name} is a generative model"
+        return _error(404, message, "model", "model_not_found")
+
+    @app.post("/tokenize")
+    async def tokenize(body: oai.TokenizeRequest) -> dict[str, Any]:
+        serving.check_model(body.model)
+        if body.messages is not None:
+            ids = frontend.builder.ids_from_chat(
+                body.messages, "messages", add_generation_prompt=body.add_generation_prompt
+            )
+        elif body.prompt is not None:
+            ids = frontend.tokenizer.encode(body.prompt, add_special_tokens=body.add_special_tokens)
+        else:
+            raise InvalidArgument("give prompt or messages", "prompt")
+        info = frontend.info
+        return {"tokens": ids, "count": len(ids), "max_model_len": info.max_context_len}
+
+    @app.post("/detokenize")
+    async def detokenize(body: oai.DetokenizeRequest) -> dict[str, Any]:
+        serving.check_model(body.model)
+        ids = frontend.builder.check_ids(body.tokens, "tokens") if body.tokens else []
+        return {"prompt": frontend.tokenizer.decode(ids)}
+
+    @app.get("/version")
+    async def version() -> dict[str, str]:
+        return {"version": _version()}
+
+    @app.get("/metrics")
+    async def metrics_text() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -290,6 +386,35 @@ def _size(request: Request) -> int:
     """The body's size: large prompts are tokenized off the event loop."""
     length = request.headers.get("content-length", "")
     return int(length) if length.isdigit() else 0
+
+
+def _install_api_key(app: FastAPI, api_key: str) -> None:
+    """401 without ``Authorization: Bearer <api_key>`` (constant-time compare), when one is set."""
+    if not api_key:
+        return
+    expected = f"Bearer {api_key}".encode()
+
+    @app.middleware("http")
+    async def _check_key(request: Request, call_next: Any) -> Response:
+        path = request.url.path
+        if request.method == "OPTIONS" or path in _OPEN_PATHS:
+            return await call_next(request)
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            body = oai.error_body("invalid or missing API key", kind="authentication_error")
+            body["error"]["code"] = "invalid_api_key"
+            return JSONResponse(body, status_code=401)
+        return await call_next(request)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as pkg_version
+
+    try:
+        return pkg_version("radixserve")
+    except PackageNotFoundError:
+        return os.environ.get("RADIXSERVE_VERSION", "0.0.0+local")
 
 
 def _model_card(frontend: Frontend) -> dict[str, Any]:
@@ -324,14 +449,21 @@ async def start_http(
     host: str,
     port: int,
     max_body_bytes: int = 0,
+    api_key: str | None = None,
+    allowed_origins: str | None = None,
 ) -> tuple[uvicorn.Server, asyncio.Task]:
     """Serves the API on ``host:port`` in the running loop; returns once it accepts connections.
 
     Raises OSError when the port cannot be bound. Stop it with ``server.should_exit = True`` and
-    await the task.
+    await the task. ``api_key`` / ``allowed_origins`` default to ``RADIXSERVE_API_KEY`` /
+    ``RADIXSERVE_ALLOWED_ORIGINS``.
     """
+    if api_key is None:
+        api_key = os.environ.get("RADIXSERVE_API_KEY", "")
+    if allowed_origins is None:
+        allowed_origins = os.environ.get("RADIXSERVE_ALLOWED_ORIGINS", "")
     config = uvicorn.Config(
-        BodyLimit(create_app(frontend, metrics), max_body_bytes),
+        BodyLimit(create_app(frontend, metrics, api_key, allowed_origins), max_body_bytes),
         host=host,
         port=port,
         log_level="warning",

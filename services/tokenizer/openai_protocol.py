@@ -6,86 +6,222 @@ No I/O here: :mod:`services.tokenizer.http_api` parses requests with these model
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from services.common.errors import InvalidArgument
-from services.common.pbconv import MAX_TOP_LOGPROBS
-from services.common.types import SamplingParams, TopLogprobs
+from services.common.types import MAX_TOP_LOGPROBS, Constraint, SamplingParams, TopLogprobs
 from services.tokenizer.manager import Chunk
 from services.tokenizer.samples import check_n
+from services.tokenizer.token_bytes import token_bytes
 from services.tokenizer.tokenization import Tokenizer
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 FINISH_REASONS = ("stop", "length", "abort")
 
 
-class StreamOptions(BaseModel):
-    include_usage: bool = False
+# Strict scalars: JSON true is not 1, "1" is not 1, and 1e999 (inf) or NaN is no float.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
 
 
-class _SamplingRequest(BaseModel):
-    """Fields both endpoints share. Unknown fields are ignored, as OpenAI-compatible servers do."""
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    model_config = ConfigDict(extra="ignore")
+    @model_validator(mode="after")
+    def _no_surrogates(self) -> _Model:
+        # NOTE: JSON may spell a lone surrogate ("\\ud800"); no tokenizer can encode it.
+        field = _surrogate_field(self.__dict__, "")
+        if field is not None:
+            raise InvalidArgument("is not valid Unicode (a lone surrogate)", field)
+        return self
+
+
+class StreamOptions(_Model):
+    include_usage: Bool = False
+
+
+class JsonSchemaFormat(_Model):
+    name: str = "response"
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: Bool | None = None
+
+
+class ResponseFormat(_Model):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
+class _SamplingRequest(_Model):
+    """Fields both endpoints share.
+
+    Unknown top-level fields are refused with a 400 naming them, as OpenAI does. Accepted vendor
+    extensions (vLLM / SGLang names): ``top_k``, ``min_p``, ``ignore_eos``, ``skip_special_tokens``,
+    ``stop_token_ids``, ``include_stop_str_in_output``, ``min_tokens``, ``repetition_penalty``,
+    and the grammar constraints ``regex``, ``ebnf``, ``choice`` and ``json_schema``.
+    """
 
     model: str | None = None
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None  # extension
-    seed: int | None = Field(default=None, ge=0, lt=2**64)
+    max_tokens: Int | None = None
+    temperature: Float | None = None
+    top_p: Float | None = None
+    seed: Int | None = Field(default=None, ge=0, lt=2**64)
     stop: str | list[str] | None = None
-    stream: bool = False
+    stream: Bool = False
     stream_options: StreamOptions | None = None
-    n: int = 1
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    logit_bias: dict[str, float] | None = None
+    n: Int = 1
+    presence_penalty: Float | None = None
+    frequency_penalty: Float | None = None
+    logit_bias: dict[str, Float] | None = None
+    # Accepted, no effect on the output (OpenAI bookkeeping fields).
     user: str | None = None
-    # Extensions, as vLLM has them.
-    ignore_eos: bool = False
-    skip_special_tokens: bool = True
-    stop_token_ids: list[int] | None = None
-    include_stop_str_in_output: bool = False
-    min_tokens: int = 0
-    repetition_penalty: float | None = None
+    store: Bool | None = None
+    metadata: dict[str, str] | None = None
+    service_tier: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+    # Extensions, as vLLM and SGLang have them.
+    top_k: Int | None = None
+    min_p: Float | None = None
+    ignore_eos: Bool = False
+    skip_special_tokens: Bool = True
+    stop_token_ids: list[Int] | None = None
+    include_stop_str_in_output: Bool = False
+    min_tokens: Int = 0
+    repetition_penalty: Float | None = None
+    regex: str | None = None
+    ebnf: str | None = None
+    choice: list[str] | None = None
+    json_schema: dict[str, Any] | str | None = None
 
     @property
     def include_usage(self) -> bool:
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)
 
 
+def _surrogate_field(value: Any, where: str) -> str | None:
+    """The path of the first string holding a lone UTF-16 surrogate (JSON ``"\\ud800"``)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "body"
+        return None
+    if isinstance(value, BaseModel):
+        value = value.__dict__
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = ((f"[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for key, item in items:
+        key = str(key)
+        path = f"{where}{key}" if key.startswith("[") else f"{where}.{key}" if where else key
+        found = _surrogate_field(key, path) or _surrogate_field(item, path)
+        if found is not None:
+            return found
+    return None
+
+
 class ChatCompletionRequest(_SamplingRequest):
     messages: list[dict[str, Any]]
-    max_completion_tokens: int | None = None
-    logprobs: bool = False
-    top_logprobs: int | None = None
+    max_completion_tokens: Int | None = None
+    logprobs: Bool = False
+    top_logprobs: Int | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: Bool | None = None
 
 
 class CompletionRequest(_SamplingRequest):
-    prompt: str | list[int] | list[str] | list[list[int]]
-    logprobs: int | None = None
-    echo: bool = False
+    prompt: str | list[Int] | list[str] | list[list[Int]]
+    logprobs: Int | None = None
+    echo: Bool = False
     suffix: str | None = None
+    best_of: Int | None = None
+
+
+class TokenizeRequest(_Model):
+    """``POST /tokenize`` (as vLLM and SGLang have it): a prompt, or chat messages."""
+
+    model: str | None = None
+    prompt: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    add_special_tokens: Bool = True
+    add_generation_prompt: Bool = True
+
+
+class DetokenizeRequest(_Model):
+    model: str | None = None
+    tokens: list[Int]
 
 
 def check_unsupported(req: _SamplingRequest) -> None:
     """Rejects what this server cannot do, naming the field (rather than silently ignoring it)."""
     check_n(req.n)
-    if req.logit_bias:
-        raise InvalidArgument("is not supported", "logit_bias")
+    if req.stream_options is not None and not req.stream:
+        raise InvalidArgument("is only allowed when stream is true", "stream_options")
     if isinstance(req, CompletionRequest):
-        if req.echo:
-            raise InvalidArgument("is not supported", "echo")
+        if req.echo and req.logprobs is not None:
+            raise InvalidArgument("with logprobs is not supported (no prompt logprobs)", "echo")
         if req.suffix:
-            raise InvalidArgument("is not supported", "suffix")
+            raise InvalidArgument("is not supported (no fill-in-the-middle model)", "suffix")
+        if req.best_of is not None and req.best_of != req.n:
+            raise InvalidArgument("must equal n (no server-side ranking)", "best_of")
 
 
-def sampling_params(req: _SamplingRequest, max_context_len: int) -> tuple[SamplingParams, bool]:
+def constraint(req: _SamplingRequest) -> tuple[Constraint | None, str | None]:
+    """The request's grammar constraint and the field that set it; 400 when several are set."""
+    found: list[tuple[Constraint, str]] = []
+    fmt = getattr(req, "response_format", None)
+    if fmt is not None and fmt.type == "json_object":
+        found.append((Constraint("json_schema", '{"type": "object"}'), "response_format"))
+    elif fmt is not None and fmt.type == "json_schema":
+        if fmt.json_schema is None or fmt.json_schema.schema_ is None:
+            raise InvalidArgument("needs json_schema.schema", "response_format")
+        schema = json.dumps(fmt.json_schema.schema_)
+        found.append((Constraint("json_schema", schema), "response_format.json_schema"))
+    if req.json_schema is not None:
+        text = req.json_schema if isinstance(req.json_schema, str) else json.dumps(req.json_schema)
+        found.append((Constraint("json_schema", text), "json_schema"))
+    if req.regex is not None:
+        found.append((Constraint("regex", req.regex), "regex"))
+    if req.ebnf is not None:
+        found.append((Constraint("ebnf", req.ebnf), "ebnf"))
+    if req.choice is not None:
+        if not req.choice:
+            raise InvalidArgument("must list at least one string", "choice")
+        found.append((Constraint("choice", json.dumps(req.choice)), "choice"))
+    if len(found) > 1:
+        raise InvalidArgument(f"only one constraint at a time, got {[f for _, f in found]}")
+    return found[0] if found else (None, None)
+
+
+def logit_bias(req: _SamplingRequest, vocab_size: int) -> tuple[tuple[int, float], ...]:
+    """OpenAI's ``{"token id": bias}`` as sorted pairs; 400 naming the bad key or value."""
+    pairs = []
+    for key, bias in (req.logit_bias or {}).items():
+        if not key.isdigit() or int(key) >= vocab_size:
+            message = f"key {key!r} is not a token id in [0, {vocab_size})"
+            raise InvalidArgument(message, "logit_bias")
+        if not -100.0 <= bias <= 100.0:
+            message = f"bias of {key} must be in [-100, 100], got {bias}"
+            raise InvalidArgument(message, "logit_bias")
+        pairs.append((int(key), bias))
+    return tuple(sorted(pairs))
+
+
+def sampling_params(
+    req: _SamplingRequest, max_context_len: int, vocab_size: int = 2**31 - 1
+) -> tuple[SamplingParams, bool]:
     """The request's sampling and whether max_tokens was given (else it is cut to the context)."""
     check_unsupported(req)
     max_field, max_tokens = "max_tokens", req.max_tokens
@@ -117,6 +253,9 @@ def sampling_params(req: _SamplingRequest, max_context_len: int) -> tuple[Sampli
         presence_penalty=req.presence_penalty or 0.0,
         repetition_penalty=1.0 if req.repetition_penalty is None else req.repetition_penalty,
         top_logprobs=top,
+        min_p=req.min_p or 0.0,
+        logit_bias=logit_bias(req, vocab_size),
+        constraint=constraint(req)[0],
     )
     return sampling, given
 
@@ -187,6 +326,12 @@ class Format:
         self.top = top  # top logprobs per position
         self.id = new_id(self.id_prefix)
         self.created = now()
+        self.per_prompt = 1  # choices per prompt (n); a batch of prompts has several groups
+        self.echo: list[str] = []  # completions with echo: each prompt's text
+        self.tool_parser: Any = None  # chat with tools: a tool_calls.ToolParser
+        self._echoed: set[int] = set()
+        self._held: dict[int, list[str]] = {}  # a choice's streamed text so far (tools)
+        self._sent: dict[int, int] = {}  # characters of it already sent as content
         self._text_offset: dict[int, int] = {}  # per sample: characters of tokens already sent
 
     def envelope(self, obj: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
@@ -220,18 +365,28 @@ class Format:
         body = self.envelope(self.object_name, [self.full(t) for t in totals])
         return {**body, "usage": self.usage(totals, prompt_len)}
 
-    @staticmethod
-    def usage(totals: list[Chunk], prompt_len: int) -> dict[str, Any]:
-        """The prompt counts once, completions add up; cached: the best reuse of one sample."""
+    def usage(self, totals: list[Chunk], prompt_len: int) -> dict[str, Any]:
+        """Each prompt counts once, completions add up; cached: the best reuse of each prompt."""
         completion = sum(t.completion_tokens or len(t.token_ids) for t in totals)
-        prompt = max((t.prompt_tokens for t in totals), default=0) or prompt_len
-        return usage(prompt, completion, max((t.cached_tokens for t in totals), default=0))
+        k = max(self.per_prompt, 1)
+        groups = [totals[i : i + k] for i in range(0, len(totals), k)]
+        prompt = sum(max((t.prompt_tokens for t in g), default=0) for g in groups) or prompt_len
+        cached = sum(max((t.cached_tokens for t in g), default=0) for g in groups)
+        return usage(prompt, completion, cached)
+
+    def _text(self, chunk: Chunk) -> str:
+        """The chunk's text, after the prompt's with echo (once per choice)."""
+        if not self.echo or chunk.index in self._echoed:
+            return chunk.text
+        self._echoed.add(chunk.index)
+        return self.echo[chunk.index // max(self.per_prompt, 1)] + chunk.text
 
     def delta(self, chunk: Chunk) -> dict[str, Any] | None:
         if (
             not chunk.text
             and chunk.finish_reason is None
             and not (self.logprobs and chunk.logprobs)
+            and not (self.echo and chunk.index not in self._echoed)
         ):
             return None
         return self.full(chunk)
@@ -239,7 +394,7 @@ class Format:
     def full(self, chunk: Chunk) -> dict[str, Any]:
         return {
             "index": chunk.index,
-            "text": chunk.text,
+            "text": self._text(chunk),
             "logprobs": self.token_logprobs(chunk) if self.logprobs else None,
             "finish_reason": finish_reason(chunk),
         }
@@ -291,6 +446,8 @@ class ChatFormat(Format):
         return events
 
     def delta(self, chunk: Chunk) -> dict[str, Any] | None:
+        if self.tool_parser is not None:
+            return self._tool_delta(chunk)
         if not chunk.text and chunk.finish_reason is None and not chunk.logprobs:
             return None
         return {
@@ -301,12 +458,42 @@ class ChatFormat(Format):
         }
 
     def full(self, chunk: Chunk) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": chunk.text}
+        reason = finish_reason(chunk)
+        if self.tool_parser is not None:
+            content, calls = self.tool_parser.parse(chunk.text)
+            if calls:
+                message = {"role": "assistant", "content": content or None, "tool_calls": calls}
+                reason = "tool_calls" if reason == "stop" else reason
         return {
             "index": chunk.index,
-            "message": {"role": "assistant", "content": chunk.text},
+            "message": message,
             "logprobs": self.token_logprobs(chunk) if self.logprobs else None,
-            "finish_reason": finish_reason(chunk),
+            "finish_reason": reason,
         }
+
+    def _tool_delta(self, chunk: Chunk) -> dict[str, Any] | None:
+        """With tools, text streams as content up to what may be a tool call; the rest is held
+        until the choice ends, then sent as content or ``tool_calls`` (each with its index, id,
+        name and whole arguments, as OpenAI's first delta of a call has them)."""
+        held = self._held.setdefault(chunk.index, [])
+        held.append(chunk.text)
+        text = "".join(held)
+        sent = self._sent.get(chunk.index, 0)
+        if chunk.finish_reason is None:
+            safe = max(sent, self.tool_parser.streamable(text))
+            if safe == sent:
+                return None
+            self._sent[chunk.index] = safe
+            delta = {"content": text[sent:safe]}
+            return {"index": chunk.index, "delta": delta, "logprobs": None, "finish_reason": None}
+        content, calls = self.tool_parser.parse(text[sent:])
+        delta: dict[str, Any] = {"content": content} if content else {}
+        reason = finish_reason(chunk)
+        if calls:
+            delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(calls)]
+            reason = "tool_calls" if reason == "stop" else reason
+        return {"index": chunk.index, "delta": delta, "logprobs": None, "finish_reason": reason}
 
     def token_logprobs(self, chunk: Chunk) -> dict[str, Any]:
         content = []
@@ -323,4 +510,5 @@ class ChatFormat(Format):
 
     def _entry(self, token_id: int, logprob: float) -> dict[str, Any]:
         token = self.token_str(token_id)
-        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+        raw = token_bytes(self.tokenizer, [token_id])[0]  # its own bytes, not U+FFFD's
+        return {"token": token, "logprob": logprob, "bytes": list(raw)}

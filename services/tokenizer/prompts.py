@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.common.errors import InvalidArgument
-from services.common.pbconv import validate_sampling
-from services.common.types import ModelInfo, SamplingParams
+from services.common.grammars import check_constraint
+from services.common.types import ModelInfo, SamplingParams, validate_sampling
 from services.tokenizer.chat_template import render_chat_for
 from services.tokenizer.tokenization import Tokenizer
 
@@ -48,13 +48,26 @@ class PromptBuilder:
             raise InvalidArgument("must be a non-empty string", field_name)
         return self.tokenizer.encode(text, add_special_tokens=True)
 
-    def ids_from_chat(self, messages: Any, field_name: str = "messages") -> list[int]:
+    def ids_from_chat(
+        self,
+        messages: Any,
+        field_name: str = "messages",
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> list[int]:
         if not isinstance(messages, list) or not messages:
             raise InvalidArgument("must be a non-empty list of messages", field_name)
         try:
-            text = render_chat_for(self.tokenizer, messages, add_generation_prompt=True)
+            text = render_chat_for(
+                self.tokenizer, messages, add_generation_prompt=add_generation_prompt, tools=tools
+            )
         except ValueError as exc:  # bad messages or a template that refused them
-            raise InvalidArgument(str(exc)) from exc
+            message = str(exc)
+            head, sep, rest = message.partition(": ")
+            if sep and head.startswith(field_name) and " " not in head:  # "messages[0].role: ..."
+                raise InvalidArgument(rest, head) from exc
+            raise InvalidArgument(message) from exc
         # The template writes BOS itself where the model wants one.
         return self.tokenizer.encode(text, add_special_tokens=False)
 
@@ -82,6 +95,8 @@ class PromptBuilder:
         """Validates lengths and sampling. An unset max_tokens is cut to fit the context."""
         ids = self.check_ids(ids, field_name)
         validate_sampling(sampling)
+        if sampling.constraint is not None:
+            check_constraint(sampling.constraint)
         room = self.info.max_context_len - len(ids)
         if room < 1:
             raise InvalidArgument(

@@ -265,7 +265,13 @@ async def start_tokenizer(cfg: TokenizerConfig) -> RunningTokenizer:
         from services.tokenizer.http_api import start_http
 
         running.http, running.http_task = await start_http(
-            frontend, metrics, cfg.host, cfg.http_port, max_body_bytes=cfg.max_body_bytes
+            frontend,
+            metrics,
+            cfg.host,
+            cfg.http_port,
+            cfg.api_key,
+            cfg.allowed_origins,
+            max_body_bytes=cfg.max_body_bytes,
         )
     await server.set_ready(frontend.ready)
     logger.info(

@@ -17,6 +17,7 @@ from services.common.types import ForwardMode, ModelInfo, StepInput, StepOutput,
 from services.worker.attention import AttentionBackend
 from services.worker.batch import Limits, ReqPlan, build_tensors, plan_step
 from services.worker.cuda_graph import DecodeGraphs
+from services.worker.grammar import RowConstraints
 from services.worker.kv_pool import KVPool, ReqToTokenTable
 from services.worker.layers.ops import get_ops
 from services.worker.loader import load_model
@@ -78,6 +79,8 @@ class ModelRunner:
         self.penalties = PenaltyBank(c.vocab_size, self.device)  # empty until a row needs it
         self.rows = RowTable(cfg.max_rows, self.device, self.penalties)
         self.sampler = Sampler(self.device, cfg.seed)
+        # Grammar matchers and logit biases, only for rows that ask (structured output).
+        self.constraints = RowConstraints(c.vocab_size, self.device, self.source, c.eos_token_ids)
         self.limits = Limits(cfg.max_rows, num_slots, self.max_context_len, c.vocab_size)
         self.graphs = self._capture_graphs()
         self.info = self._info()
@@ -105,6 +108,7 @@ class ModelRunner:
     def reset(self) -> None:
         """Forgets every row (a new scheduler session starts); weights and KV stay."""
         self.rows.clear()
+        self.constraints.clear()
 
     @torch.inference_mode()
     def step(self, batch: StepInput) -> StepOutput:
@@ -117,6 +121,9 @@ class ModelRunner:
         for p in plans:  # NOTE: after validation only, so a bad step changes nothing
             if p.state is None:  # the row's first step (or a new request reusing it)
                 p.state = self.rows.start(p.req.row, p.req.sampling, p.start, p.req.prompt_len)
+                self.constraints.start(p.req.row, p.state.sampling, p.req.prompt_len)
+            if self.constraints.active and p.req.token_ids is not None:
+                self.constraints.extend(p.req.row, p.start, p.req.prefix_ids, p.req.token_ids)
             p.state.seq_len = p.end
         if self.rows.num_adjusted:
             self._record_inputs(plans)
@@ -130,8 +137,7 @@ class ModelRunner:
             out = StepOutput(step_id=0, token_ids=[-1] * len(plans))
         else:
             out = self._sample(plans, logits)
-        for rid in batch.release_rows:
-            self.rows.release(rid)
+        self.release(batch.release_rows)
         out.step_id = batch.step_id
         out.forward_seconds = time.perf_counter() - start
         return out
@@ -183,6 +189,9 @@ class ModelRunner:
         params = [s.sampling for s in states]
         raw = logits.float()
         work = self._adjust(raw, sampled) if self.rows.num_adjusted else raw
+        if self.constraints.active:  # NOTE: 0 for unconstrained batches: nothing runs here
+            work = work.clone() if work is raw else work
+            self.constraints.apply(work, [p.req.row for p in sampled])
         ids, lps = self.sampler.sample(work, params, [s.generator for s in states], raw=raw)
         top = None
         if any(sp.top_logprobs for sp in params):
@@ -194,7 +203,10 @@ class ModelRunner:
             penalized = [j for j, s in enumerate(states) if s.bank_slot is not None]
         if penalized:
             self.penalties.record_sampled([states[j].bank_slot for j in penalized], ids[penalized])
-        self._scatter(plans, out, ids.tolist(), lps.tolist() if lps is not None else None, top)
+        ids_list = ids.tolist()
+        if self.constraints.active:  # the matchers follow their rows before the next mask
+            self.constraints.advance([p.req.row for p in sampled], ids_list)
+        self._scatter(plans, out, ids_list, lps.tolist() if lps is not None else None, top)
         return out
 
     def _adjust(self, raw: torch.Tensor, sampled: list[ReqPlan]) -> torch.Tensor:
@@ -256,6 +268,7 @@ class ModelRunner:
         """Forget rows outside a step (e.g. on stream reset)."""
         for rid in rows:
             self.rows.release(rid)
+            self.constraints.release(rid)
 
     @property
     def num_live_rows(self) -> int:

@@ -5,7 +5,8 @@ exponential form, equivalent to sampling from ``probs``). Rows with a seed draw 
 their own ``torch.Generator`` so their tokens do not depend on what else is in the batch; the
 others share the sampler's generator. Logprobs (of the chosen token and the top-k) are of the
 model's raw distribution (``log_softmax`` of the logits before penalties, min_new_tokens masking,
-temperature, top-k and top-p); the runner passes those as ``raw``.
+temperature, top-k and top-p); the runner passes those as ``raw``. Min-p drops tokens less likely
+than ``min_p`` times the row's most likely one (after temperature), as vLLM and SGLang do.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ class Sampler:
     ) -> torch.Tensor:
         temps = [p.temperature if not p.greedy else 1.0 for p in params]
         scaled = logits / torch.tensor(temps, device=logits.device)[:, None]
+        if any(p.min_p > 0.0 for p in params):
+            scaled = _min_p(scaled, [p.min_p for p in params])
         vocab = logits.shape[-1]
         top_k = [p.top_k if 0 < p.top_k < vocab else vocab for p in params]
         top_p = [p.top_p for p in params]
@@ -90,6 +93,16 @@ class Sampler:
             if gen is not None:
                 noise[i].exponential_(generator=gen)
         return (probs / noise).argmax(dim=-1)
+
+
+def _min_p(scaled: torch.Tensor, min_p: list[float]) -> torch.Tensor:
+    """Drops tokens whose probability is below ``min_p`` times their row's top probability.
+
+    In logit space (no softmax): ``p_t < m * p_max`` iff ``logit_t < logit_max + log(m)``.
+    """
+    threshold = torch.tensor(min_p, device=scaled.device, dtype=scaled.dtype).log()[:, None]
+    cut = scaled.max(dim=-1, keepdim=True).values + threshold  # log(0) = -inf keeps every token
+    return scaled.masked_fill(scaled < cut, float("-inf"))
 
 
 def _filtered_probs(

@@ -35,7 +35,7 @@ def post(stack: Stack, path: str, body: Any, **kw: Any) -> httpx.Response:
         ("/v1/completions", {"prompt": "x", "stop": [""]}, "stop"),
         ("/v1/completions", {"prompt": [10**9]}, "prompt"),
         ("/v1/completions", {"prompt": "x", "n": 17}, "n"),
-        ("/v1/completions", {"prompt": ["a", "b"]}, "prompt"),
+        ("/v1/completions", {"prompt": ["a", ""]}, "prompt[1]"),
         ("/v1/completions", {"max_tokens": 3}, "prompt"),
         ("/v1/chat/completions", {"messages": []}, "messages"),
         ("/v1/chat/completions", {"messages": [{"role": "wizard", "content": "x"}]}, "role"),

@@ -48,11 +48,6 @@ def _restart_worker(stack: Stack, runner) -> None:
     stack.handles[0] = stack.call(start_worker(cfg, runner), timeout=60)
 
 
-@pytest.mark.xfail(
-    reason="needs the sched branch (scheduler reconnects to a restarted worker, fails cut "
-    "requests with FINISH_REASON_ERROR, readiness follows the worker)",
-    strict=False,
-)
 @pytest.mark.timeout(150)
 def test_worker_killed_under_load_fails_loudly_and_recovers(stack, runner):
     started: list[int] = []

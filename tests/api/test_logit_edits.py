@@ -1,0 +1,93 @@
+"""Device-side logit edits: grammar bitmask, min_p and logit_bias (CPU here, GPU when marked)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+import torch
+
+from services.common.model_source import ModelSource
+from services.common.types import Constraint, SamplingParams
+from services.worker.grammar import RowConstraints, apply_token_bitmask
+from services.worker.sampling import Sampler
+
+
+def _bitmask(allowed: list[list[int]], vocab: int) -> torch.Tensor:
+    words = (vocab + 31) // 32
+    out = torch.zeros((len(allowed), words), dtype=torch.int64)
+    for i, ids in enumerate(allowed):
+        for t in ids:
+            out[i, t // 32] |= 1 << (t % 32)
+    return torch.where(out >= 2**31, out - 2**32, out).to(torch.int32)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_bitmask_masks_only_its_rows(device: str) -> None:
+    vocab = 70  # not a multiple of 32; bit 31 (the sign bit) used
+    logits = torch.randn(3, vocab, device=device)
+    before = logits.clone()
+    mask = _bitmask([[0, 31, 69], [5]], vocab).to(device)
+    apply_token_bitmask(logits, torch.tensor([0, 2], device=device), mask)
+    assert torch.equal(logits[1], before[1])
+    assert torch.isfinite(logits[0]).nonzero().flatten().tolist() == [0, 31, 69]
+    assert torch.isfinite(logits[2]).nonzero().flatten().tolist() == [5]
+
+
+def test_min_p_keeps_only_likely_tokens() -> None:
+    sampler = Sampler(torch.device("cpu"), seed=0)
+    logits = torch.tensor([[0.0, -0.1, -5.0, -6.0]]).repeat(200, 1)
+    params = [SamplingParams(temperature=1.0, min_p=0.5)] * 200
+    ids, _ = sampler.sample(logits, params, [None] * 200)
+    assert set(ids.tolist()) <= {0, 1} and len(set(ids.tolist())) == 2
+
+
+def test_logit_bias_and_grammar_rows(tmp_path: object) -> None:
+    # A dummy source: the byte tokenizer (id 3 + b is byte b), no files needed.
+    with tempfile.TemporaryDirectory() as d:
+        config = os.path.join(d, "config.json")
+        with open(config, "w") as f:
+            f.write('{"vocab_size": 300}')
+        rows = RowConstraints(300, torch.device("cpu"), ModelSource("dummy", config, "x"), (2,))
+        rows.start(0, SamplingParams(logit_bias=((7, 100.0),)))
+        rows.start(1, SamplingParams(constraint=Constraint("regex", "ab")))
+        assert rows.active == 2
+        out = []
+        for _ in range(3):
+            logits = torch.zeros(2, 300)
+            rows.apply(logits, [0, 1])
+            assert int(logits[0].argmax()) == 7
+            token = int(logits[1].argmax())
+            out.append(token)
+            rows.advance([0, 1], [7, token])
+        assert out == [3 + ord("a"), 3 + ord("b"), 2]  # then only the stop token is allowed
+        rows.release(0)
+        rows.release(1)
+        assert rows.active == 0
+
+
+def test_retracted_output_is_replayed(tmp_path) -> None:  # noqa: ANN001
+    config = tmp_path / "config.json"
+    config.write_text('{"vocab_size": 300}')
+    rows = RowConstraints(300, torch.device("cpu"), ModelSource("dummy", str(config), "x"), (2,))
+    # Prompt of 4 tokens, then "a" was generated before a retraction; the re-prefill brings
+    # the prompt's first 2 ids as a cached prefix and the rest as new tokens.
+    rows.start(1, SamplingParams(constraint=Constraint("regex", "abc")), prompt_len=4)
+    rows.extend(1, 2, [9, 9], [9, 9, 3 + ord("a")])
+    logits = torch.zeros(1, 300)
+    rows.apply(logits, [1])
+    assert int(logits[0].argmax()) == 3 + ord("b")
+
+
+@pytest.mark.timeout(60)
+def test_many_grammars_compile_at_once(tmp_path) -> None:  # noqa: ANN001
+    """More rows than compile threads, all new in one step: no deadlock on the vocabulary."""
+    config = tmp_path / "config.json"
+    config.write_text('{"vocab_size": 300}')
+    rows = RowConstraints(300, torch.device("cpu"), ModelSource("dummy", str(config), "x"), (2,))
+    for r in range(6):
+        rows.start(r, SamplingParams(constraint=Constraint("choice", f'["x{r}"]')))
+    logits = torch.zeros(6, 300)
+    rows.apply(logits, list(range(6)))
+    assert logits.argmax(dim=-1).tolist() == [3 + ord("x")] * 6
