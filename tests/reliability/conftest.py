@@ -81,9 +81,8 @@ def registered(stack: Stack) -> int:
     """The front door's debug view: requests its manager holds (scraped from /metrics)."""
     port = stack.metrics_ports["tokenizer"]
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    line = next(
-        ln for ln in body.splitlines() if ln.startswith("radixserve_frontend_registered_requests ")
-    )
+    name = "radixserve_frontend_registered_requests"
+    line = next(ln for ln in body.splitlines() if ln.startswith((f"{name} ", f"{name}{{")))
     return int(float(line.split()[-1]))
 
 
