@@ -80,7 +80,11 @@ def run_arm(arm: str, root: str, args: argparse.Namespace) -> dict:
 
 def spawn_arm(arm: str, root: str, argv: list[str]) -> dict:
     out = Path(f"/tmp/bench_tp_{os.getpid()}_{arm}.json")
-    env = {**os.environ, "PYTHONPATH": root}
+    # NOTE: the arm's tree first; what was on the path (e.g. carried wheels) stays behind it.
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
+    }
     cmd = [sys.executable, str(HERE / "bench_tp.py"), *argv, "--arm", arm, "--arm-root", root,
            "--arm-out", str(out)]  # fmt: skip
     print(f"== {arm} ({root})", flush=True)
