@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from services.common.model_source import resolve_model
 from services.common.types import (
     Constraint,
     ForwardMode,
@@ -14,6 +15,7 @@ from services.common.types import (
     SamplingParams,
     StepInput,
 )
+from services.tokenizer.tokenization import load_tokenizer
 from services.worker.engine import ModelRunner, RunnerConfig
 
 CONFIG = str(Path(__file__).resolve().parents[2] / "bench/configs/tiny-llama.json")
@@ -53,15 +55,16 @@ def test_constrained_rows_beside_plain_ones(device: str) -> None:
     runner = _runner(device)
     plain = SamplingParams(temperature=0, max_new_tokens=STEPS, ignore_eos=True)
     alone = _generate(runner, [plain])[0]
-    # The dummy byte tokenizer: id 3 + b spells byte b; the grammar allows only "ab" then "c"s.
+    # The grammar allows only "ab" then "c"s, spelt in the dummy model's own vocabulary.
     grammar = SamplingParams(
         temperature=0, max_new_tokens=STEPS, constraint=Constraint("regex", "abc*")
     )
     biased = SamplingParams(temperature=0, max_new_tokens=STEPS, logit_bias=((7, 100.0),))
     mixed = _generate(runner, [plain, grammar, biased])
     assert mixed[0] == alone  # a plain row is unaffected by its constrained neighbours
-    a, b, c = 3 + ord("a"), 3 + ord("b"), 3 + ord("c")
-    eos = 2  # the byte tokenizer's </s>: after it, the row may only repeat an end token
+    vocab = load_tokenizer(resolve_model(CONFIG, "dummy"))
+    a, b, c = (vocab.encode(ch, add_special_tokens=False)[0] for ch in "abc")
+    eos = 2  # the dummy vocabulary's </s>: after it, the row may only repeat an end token
     assert mixed[1][:2] == [a, b] and set(mixed[1][2:]) <= {c, eos}, mixed
     assert eos not in mixed[1] or set(mixed[1][mixed[1].index(eos) :]) == {eos}, mixed
     assert mixed[2] == [7] * STEPS

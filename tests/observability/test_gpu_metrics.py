@@ -4,6 +4,7 @@ replays, device memory is reported by use, and the achieved fractions stay withi
 from __future__ import annotations
 
 import urllib.request
+from pathlib import Path
 
 import openai
 import pytest
@@ -29,13 +30,20 @@ def _samples(port: int) -> dict[tuple[str, tuple], float]:
     }
 
 
+# Dummy weights of a small Llama: the GPU machine need not hold the embedded model's file.
+MODEL = {"model": str(Path(__file__).resolve().parents[2] / "bench/configs/tiny-llama.json"),
+         "load_format": "dummy"}  # fmt: skip
+
+
 def test_gpu_roofline_graphs_and_memory():
-    stack = start_stack(worker={"device": "cuda", "max_rows": 16})
+    stack = start_stack(worker={"device": "cuda", "max_rows": 16, **MODEL}, tokenizer=MODEL)
     try:
         client = openai.OpenAI(base_url=f"{stack.http_url}/v1", api_key="x", max_retries=0)
         model = client.models.list().data[0].id
         for _ in range(3):
-            client.completions.create(model=model, prompt="Hello " * 200, max_tokens=32)
+            client.completions.create(
+                model=model, prompt="Hello " * 200, max_tokens=32, extra_body={"ignore_eos": True}
+            )
         m = _samples(stack.metrics_ports["worker"])
     finally:
         stack.stop()
