@@ -269,9 +269,9 @@ async def start_tokenizer(cfg: TokenizerConfig) -> RunningTokenizer:
             metrics,
             cfg.host,
             cfg.http_port,
-            cfg.api_key,
-            cfg.allowed_origins,
             max_body_bytes=cfg.max_body_bytes,
+            api_key=cfg.api_key,
+            allowed_origins=cfg.allowed_origins,
         )
     await server.set_ready(frontend.ready)
     logger.info(

@@ -36,7 +36,7 @@ MODEL = {"model": str(Path(__file__).resolve().parents[2] / "bench/configs/tiny-
 
 
 def test_gpu_roofline_graphs_and_memory():
-    stack = start_stack(worker={"device": "cuda", "max_rows": 16, **MODEL}, tokenizer=MODEL)
+    stack = start_stack(worker={"device": "cuda", "max_rows": 16, **MODEL})
     try:
         client = openai.OpenAI(base_url=f"{stack.http_url}/v1", api_key="x", max_retries=0)
         model = client.models.list().data[0].id
