@@ -10,8 +10,14 @@ import torch
 
 from services.common.model_source import ModelSource
 from services.common.types import Constraint, SamplingParams
+from services.tokenizer.backends.char_vocab import CharTokenizer
 from services.worker.grammar import RowConstraints, apply_token_bitmask
 from services.worker.sampling import Sampler
+
+
+def _char_id(ch: str) -> int:
+    """The dummy vocabulary's id of ``ch`` (a dummy model's stand-in: one character per id)."""
+    return CharTokenizer(300).encode(ch, add_special_tokens=False)[0]
 
 
 def _bitmask(allowed: list[list[int]], vocab: int) -> torch.Tensor:
@@ -44,7 +50,7 @@ def test_min_p_keeps_only_likely_tokens() -> None:
 
 
 def test_logit_bias_and_grammar_rows(tmp_path: object) -> None:
-    # A dummy source: the byte tokenizer (id 3 + b is byte b), no files needed.
+    # A dummy source: one printable character per id, no files needed.
     with tempfile.TemporaryDirectory() as d:
         config = os.path.join(d, "config.json")
         with open(config, "w") as f:
@@ -61,7 +67,7 @@ def test_logit_bias_and_grammar_rows(tmp_path: object) -> None:
             token = int(logits[1].argmax())
             out.append(token)
             rows.advance([0, 1], [7, token])
-        assert out == [3 + ord("a"), 3 + ord("b"), 2]  # then only the stop token is allowed
+        assert out == [_char_id("a"), _char_id("b"), 2]  # then only the stop token is allowed
         rows.release(0)
         rows.release(1)
         assert rows.active == 0
@@ -74,10 +80,10 @@ def test_retracted_output_is_replayed(tmp_path) -> None:  # noqa: ANN001
     # Prompt of 4 tokens, then "a" was generated before a retraction; the re-prefill brings
     # the prompt's first 2 ids as a cached prefix and the rest as new tokens.
     rows.start(1, SamplingParams(constraint=Constraint("regex", "abc")), prompt_len=4)
-    rows.extend(1, 2, [9, 9], [9, 9, 3 + ord("a")])
+    rows.extend(1, 2, [9, 9], [9, 9, _char_id("a")])
     logits = torch.zeros(1, 300)
     rows.apply(logits, [1])
-    assert int(logits[0].argmax()) == 3 + ord("b")
+    assert int(logits[0].argmax()) == _char_id("b")
 
 
 @pytest.mark.timeout(60)
@@ -90,4 +96,4 @@ def test_many_grammars_compile_at_once(tmp_path) -> None:  # noqa: ANN001
         rows.start(r, SamplingParams(constraint=Constraint("choice", f'["x{r}"]')))
     logits = torch.zeros(6, 300)
     rows.apply(logits, list(range(6)))
-    assert logits.argmax(dim=-1).tolist() == [3 + ord("x")] * 6
+    assert logits.argmax(dim=-1).tolist() == [_char_id("x")] * 6
