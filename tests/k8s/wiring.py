@@ -24,21 +24,7 @@ UNSET_ON_PURPOSE = {"RADIXSERVE_OPS", "RADIXSERVE_API_KEY"}
 # NOTE: settings other branches add (issue 8: tensor parallel; issue 10: limits, drain, worker
 # recovery; issue 11: CORS). Their variables may sit in the ConfigMaps today (unread until those
 # branches land); their flags only in overlays that need the new code, never in cpu-demo.
-PENDING = {
-    "services.worker": {"tp", "nnodes", "node_rank", "master_addr", "master_port", "tp_timeout"},
-    "services.tokenizer": {
-        "max_concurrent_requests",
-        "max_body_bytes",
-        "max_stop_strings",
-        "max_stop_chars",
-        "max_input_tokens",
-        "request_timeout_seconds",
-        "drain_seconds",
-        "api_key",
-        "allowed_origins",
-    },
-    "services.scheduler": {"step_timeout_seconds", "reconnect_max_seconds"},
-}
+PENDING: dict[str, set[str]] = {}  # settings of work not yet merged (none now)
 
 
 def module_of(container: Doc) -> str | None:
