@@ -3,7 +3,7 @@
 #   server       radixserve       tokenizer and scheduler: slim Python, no torch
 #   cpu          radixserve-cpu   all three services on CPU, the embedded SmolLM2 baked in (cpu-demo)
 #   worker-cuda  radixserve-cuda  the model worker on a CUDA runtime base (gpu, tp, multinode)
-# Every image runs `python -m services.<name>` from /app as uid 10001, with the generated gRPC
+# Every image runs `python -m radixserve.services.<name>` from /app as uid 10001, with the generated gRPC
 # stubs built in; the manifests give the command and flags.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -16,9 +16,11 @@ FROM ${PYTHON_IMAGE} AS protos
 RUN pip install --no-cache-dir "grpcio-tools>=1.60"
 WORKDIR /src
 COPY protos/ protos/
+# radixserve/__init__.py maps radixserve.services / radixserve.kernels onto the folders beside it.
+COPY radixserve/__init__.py radixserve/__init__.py
 RUN python -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. \
         protos/radixserve/v1/*.proto \
-    && touch radixserve/__init__.py radixserve/v1/__init__.py
+    && touch radixserve/v1/__init__.py
 
 # --- tokenizer and scheduler ------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS server
@@ -43,7 +45,7 @@ COPY kernels/ kernels/
 COPY --from=protos /src/radixserve/ radixserve/
 USER 10001:10001
 EXPOSE 50051 50052 8000 9101 9102
-CMD ["python", "-m", "services.tokenizer"]
+CMD ["python", "-m", "radixserve.services.tokenizer"]
 
 # --- everything on CPU: the cpu-demo image ----------------------------------------------------
 FROM server AS cpu
@@ -53,7 +55,7 @@ RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu 
         "torch==${TORCH_VERSION}"
 USER 10001:10001
 EXPOSE 50053 9103
-CMD ["python", "-m", "services.launch", "--host", "0.0.0.0"]
+CMD ["python", "-m", "radixserve.services.launch", "--host", "0.0.0.0"]
 
 # --- the GPU worker -------------------------------------------------------------------------
 FROM ${CUDA_IMAGE} AS worker-cuda
@@ -84,4 +86,4 @@ COPY kernels/ kernels/
 COPY --from=protos /src/radixserve/ radixserve/
 USER 10001:10001
 EXPOSE 50053 9103
-CMD ["python", "-m", "services.worker"]
+CMD ["python", "-m", "radixserve.services.worker"]

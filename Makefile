@@ -41,9 +41,9 @@ $(BUF):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf >/dev/null
 
 $(GEN_STAMP): $(PROTOS) $(STAMP)
-	rm -rf radixserve
+	rm -rf radixserve/v1
 	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
-	touch radixserve/__init__.py radixserve/v1/__init__.py $@
+	touch radixserve/v1/__init__.py $@
 
 protos: $(GEN_STAMP)
 
@@ -75,7 +75,7 @@ test-gpu: setup
 	$(BIN)/pytest -m gpu
 
 run: setup
-	$(PY) -m services.launch
+	$(PY) -m radixserve.services.launch
 
 bench: bench-kernels bench-scheduler
 
@@ -102,7 +102,7 @@ bench-structured: setup
 	$(PY) bench/bench_structured.py --num-requests 64 --output-len 256
 
 clean:
-	rm -rf radixserve $(TOOLS) .pytest_cache .ruff_cache
+	rm -rf radixserve/v1 $(TOOLS) .pytest_cache .ruff_cache
 
 # --- Kubernetes (k8s/, docs/deploy.md) -----------------------------------------------------------
 # checkov pins older networkx/packaging than the project's stack: it gets a venv of its own, with

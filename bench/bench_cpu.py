@@ -40,10 +40,9 @@ VOCAB = 49152  # the embedded model's
 
 def hf_model_from_gguf() -> torch.nn.Module:
     """transformers' Llama holding the embedded GGUF's tensors, dequantized to float32."""
+    from radixserve.services.common.model_source import embedded_gguf_path
+    from radixserve.services.worker.loader import gguf as gguf_loader
     from transformers import LlamaConfig, LlamaForCausalLM
-
-    from services.common.model_source import embedded_gguf_path
-    from services.worker.loader import gguf as gguf_loader
 
     reader, config = gguf_loader.open_gguf(embedded_gguf_path())
     hf_config = LlamaConfig(**{**config.to_hf_dict(), "eos_token_id": None})

@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.common.types import SamplingParams  # noqa: E402
-from services.scheduler.core_config import SchedulerCoreConfig  # noqa: E402
-from services.scheduler.request import Request  # noqa: E402
-from services.scheduler.scheduler import Scheduler  # noqa: E402
-from services.worker.engine import ModelRunner, RunnerConfig  # noqa: E402
+from radixserve.services.common.types import SamplingParams  # noqa: E402
+from radixserve.services.scheduler.core_config import SchedulerCoreConfig  # noqa: E402
+from radixserve.services.scheduler.request import Request  # noqa: E402
+from radixserve.services.scheduler.scheduler import Scheduler  # noqa: E402
+from radixserve.services.worker.engine import ModelRunner, RunnerConfig  # noqa: E402
 
 
 def drive(runner: ModelRunner, core: Scheduler, reqs: list[Request]) -> dict:

@@ -20,17 +20,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.common import pbconv  # noqa: E402
-from services.common.types import ForwardMode, ReqInput, StepInput  # noqa: E402
-from services.scheduler.engine_loop import _event_output  # noqa: E402
-from services.scheduler.request import TokenEvent  # noqa: E402
-from services.tokenizer.backends.char_vocab import CharTokenizer  # noqa: E402
-from services.tokenizer.clients import _output_from_pb  # noqa: E402
-from services.tokenizer.detokenizer import IncrementalDetokenizer  # noqa: E402
-from services.tokenizer.http_api import _event  # noqa: E402
-from services.tokenizer.manager import Chunk  # noqa: E402
-from services.tokenizer.openai_protocol import Format  # noqa: E402
-from services.tokenizer.server import _response  # noqa: E402
+from radixserve.services.common import pbconv  # noqa: E402
+from radixserve.services.common.types import ForwardMode, ReqInput, StepInput  # noqa: E402
+from radixserve.services.scheduler.engine_loop import _event_output  # noqa: E402
+from radixserve.services.scheduler.request import TokenEvent  # noqa: E402
+from radixserve.services.tokenizer.backends.char_vocab import CharTokenizer  # noqa: E402
+from radixserve.services.tokenizer.clients import _output_from_pb  # noqa: E402
+from radixserve.services.tokenizer.detokenizer import IncrementalDetokenizer  # noqa: E402
+from radixserve.services.tokenizer.http_api import _event  # noqa: E402
+from radixserve.services.tokenizer.manager import Chunk  # noqa: E402
+from radixserve.services.tokenizer.openai_protocol import Format  # noqa: E402
+from radixserve.services.tokenizer.server import _response  # noqa: E402
 
 logger = logging.getLogger("bench_host_costs")
 

@@ -25,8 +25,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._kbench import Ceilings, Row, bench_graph_ms, bench_ms, measure_ceilings, rotation_sets  # noqa: E402
-from kernels import (  # noqa: E402
+from radixserve.kernels import (  # noqa: E402
     build_cos_sin_cache,
     build_kv_indices,
     decode_attention,
@@ -38,7 +37,9 @@ from kernels import (  # noqa: E402
     silu_and_mul,
     store_kv,
 )
-from kernels.kv_indices import build_kv_indptr  # noqa: E402
+from radixserve.kernels.kv_indices import build_kv_indptr  # noqa: E402
+
+from bench._kbench import Ceilings, Row, bench_graph_ms, bench_ms, measure_ceilings, rotation_sets  # noqa: E402
 
 logger = logging.getLogger("bench_kernels")
 
@@ -281,7 +282,7 @@ def _decode_sweep(r: Runner, b, n, nbytes, sets, ours) -> None:
         import importlib
 
         # NOTE: kernels.decode_attention is also the name of the exported function.
-        da = importlib.import_module("kernels.decode_attention")
+        da = importlib.import_module("radixserve.kernels.decode_attention")
 
         for stage in ("_decode_stage2_kernel", "_decode_stage1_kernel"):
             kept = getattr(da, stage)

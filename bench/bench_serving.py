@@ -124,7 +124,6 @@ async def _first_model(client: httpx.AsyncClient, base_url: str) -> str:
 
 async def _grpc_sender(address: str) -> tuple[Send, Any]:
     import grpc
-
     from radixserve.v1 import tokenizer_pb2_grpc
 
     channel = grpc.aio.insecure_channel(address)
@@ -164,8 +163,8 @@ async def benchmark(args: argparse.Namespace, base_url: str, grpc_address: str) 
 
 def _decoder(model: str, load_format: str) -> Callable[[list[int]], str]:
     """Our tokenizer loader: a .gguf file, an HF directory, or a dummy config (``dummy``)."""
-    from services.common.model_source import resolve_model
-    from services.tokenizer.tokenization import load_tokenizer
+    from radixserve.services.common.model_source import resolve_model
+    from radixserve.services.tokenizer.tokenization import load_tokenizer
 
     tok = load_tokenizer(resolve_model(model, load_format))
     return lambda ids: tok.decode(ids, skip_special_tokens=True)

@@ -27,7 +27,10 @@ ROOT = HERE.parent
 
 
 def _build_runner(arm: str, args: argparse.Namespace):  # noqa: ANN202 - tree-dependent types
-    from services.worker.engine import ModelRunner, RunnerConfig
+    try:  # this tree (one namespace) or an older checkout (top-level ``services``)
+        from radixserve.services.worker.engine import ModelRunner, RunnerConfig
+    except ImportError:
+        from services.worker.engine import ModelRunner, RunnerConfig
 
     cfg = RunnerConfig(
         model=args.config,
@@ -39,8 +42,8 @@ def _build_runner(arm: str, args: argparse.Namespace):  # noqa: ANN202 - tree-de
     )
     if arm in ("base", "tp1"):
         return ModelRunner(cfg), None
-    from services.worker.config import WorkerConfig
-    from services.worker.parallel.launch import TPLaunch
+    from radixserve.services.worker.config import WorkerConfig
+    from radixserve.services.worker.parallel.launch import TPLaunch
 
     size = 1 if arm == "tp1-group" else int(arm.removeprefix("tp"))
     launch = TPLaunch(WorkerConfig(tp=size, metrics_port=0), cfg)

@@ -11,7 +11,7 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 RADIXSERVE_LOG_LEVEL=WARNING
 B="python3 bench/bench_serving.py --base-url http://127.0.0.1:8000 --grpc-address 127.0.0.1:50051"
 B="$B --vocab-size 128256 --disable-tqdm --dataset fixed"
-python3 -m services.launch --model "$CONFIG" --load-format dummy -- --max-rows 300 &
+python3 -m radixserve.services.launch --model "$CONFIG" --load-format dummy -- --max-rows 300 &
 LAUNCH=$!
 for _ in $(seq 300); do
   python3 -c "import httpx,sys; sys.exit(httpx.get('http://127.0.0.1:8000/v1/models').status_code!=200)" \

@@ -27,19 +27,19 @@ on B and Hkv, so it is stable too), `max_extend_len` to extend_attention.
 
 from __future__ import annotations
 
-from kernels.decode_attention import decode_attention, decode_attention_ref
-from kernels.extend_attention import extend_attention, extend_attention_ref
-from kernels.fused_add_rms_norm import fused_add_rms_norm, fused_add_rms_norm_ref
-from kernels.kv_indices import build_kv_indices, build_kv_indices_ref
-from kernels.rms_norm import rms_norm, rms_norm_ref
-from kernels.rotary_embedding import (
+from radixserve.kernels.decode_attention import decode_attention, decode_attention_ref
+from radixserve.kernels.extend_attention import extend_attention, extend_attention_ref
+from radixserve.kernels.fused_add_rms_norm import fused_add_rms_norm, fused_add_rms_norm_ref
+from radixserve.kernels.kv_indices import build_kv_indices, build_kv_indices_ref
+from radixserve.kernels.rms_norm import rms_norm, rms_norm_ref
+from radixserve.kernels.rotary_embedding import (
     build_cos_sin_cache,
     rope_inv_freq,
     rotary_embedding,
     rotary_embedding_ref,
 )
-from kernels.silu_and_mul import silu_and_mul, silu_and_mul_ref
-from kernels.store_kv import store_kv, store_kv_ref
+from radixserve.kernels.silu_and_mul import silu_and_mul, silu_and_mul_ref
+from radixserve.kernels.store_kv import store_kv, store_kv_ref
 
 __all__ = [
     "build_cos_sin_cache",

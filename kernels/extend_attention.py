@@ -23,9 +23,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
-from kernels._common import check, check_float, check_int, next_pow2
-from kernels.decode_attention import _attend_ref
+from radixserve.kernels._common import check, check_float, check_int, next_pow2
+from radixserve.kernels.decode_attention import _attend_ref
 
 
 @triton.jit

@@ -1,4 +1,4 @@
-"""``python -m services.launch`` (``make run``): start worker, scheduler and tokenizer locally.
+"""``python -m radixserve.services.launch`` (``make run``): worker, scheduler and tokenizer here.
 
 Each service runs in its own process with its peers' addresses as flags, exactly as it would run
 alone. Ctrl-C (SIGINT) or SIGTERM stops all three in order: the tokenizer drains first
@@ -18,14 +18,13 @@ import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from services.common import security
+from radixserve.services.common import security
 
 SERVICES = ("worker", "scheduler", "tokenizer")
 
 
 def _spawn(name: str, args: list[str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", f"services.{name}", *args]
+    cmd = [sys.executable, "-m", f"radixserve.services.{name}", *args]
     # NOTE: a new process group each, so that Ctrl-C reaches them only through us, in order.
     return subprocess.Popen(cmd, start_new_session=True)
 
@@ -72,7 +71,9 @@ def _stop(procs: dict[str, subprocess.Popen], drain_seconds: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.launch", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m radixserve.services.launch", description=__doc__
+    )
     parser.add_argument("--model", default=os.environ.get("RADIXSERVE_MODEL", ""))
     parser.add_argument(
         "--load-format", default=os.environ.get("RADIXSERVE_LOAD_FORMAT", "auto"),
@@ -125,7 +126,7 @@ def _announce(host: str) -> None:
     print(
         "\nradixserve is ready:\n"
         f"  OpenAI HTTP API   http://{host}:8000/v1   (e.g. curl http://{host}:8000/v1/models)\n"
-        f"  gRPC front door   {host}:50051            (python -m services.client 'Hello')\n"
+        f"  gRPC front door   {host}:50051            (radixserve 'Hello')\n"
         "  scheduler gRPC    127.0.0.1:50052   worker gRPC 127.0.0.1:50053\n"
         "  metrics           :9101/metrics (tokenizer), :9102 (scheduler), :9103 (worker)\n"
         "Press Ctrl-C to stop.\n",

@@ -114,7 +114,7 @@ def profile_groups(args: argparse.Namespace) -> None:
             check=True, capture_output=True, text=True,
         ).stdout  # fmt: skip
         results[group] = parse_raw_csv(raw)
-    (args.out / "kernels.json").write_text(json.dumps(results, indent=2))
+    (args.out / "radixserve.kernels.json").write_text(json.dumps(results, indent=2))
     text = table(results)
-    (args.out / "kernels.md").write_text(text)
+    (args.out / "radixserve.kernels.md").write_text(text)
     print(text)

@@ -55,17 +55,24 @@ def start_services(
     timeout: float = 900.0,
 ) -> Services:
     """Starts the three services; ``model`` is the ``--model``/``--load-format`` flags."""
-    from services.launch import _ready
+    from radixserve.services.launch import _ready
 
     host = "127.0.0.1"
     ports = {name: _free_port() for name in ("worker", "scheduler", "tokenizer", "http")}
     no_metrics = ["--metrics-port", "0"]
     cmds = [
-        ["services.worker", "--host", host, "--port", str(ports["worker"]), *model]
+        ["radixserve.services.worker", "--host", host, "--port", str(ports["worker"]), *model]
         + [*no_metrics, *worker_args],
-        ["services.scheduler", "--host", host, "--port", str(ports["scheduler"]), *no_metrics]
+        [
+            "radixserve.services.scheduler",
+            "--host",
+            host,
+            "--port",
+            str(ports["scheduler"]),
+            *no_metrics,
+        ]
         + ["--worker-address", f"{host}:{ports['worker']}"],
-        ["services.tokenizer", "--host", host, "--port", str(ports["tokenizer"]), *model]
+        ["radixserve.services.tokenizer", "--host", host, "--port", str(ports["tokenizer"]), *model]
         + ["--http-port", str(ports["http"]), *no_metrics]
         + ["--scheduler-address", f"{host}:{ports['scheduler']}"],
     ]

@@ -1,4 +1,4 @@
-"""``radixserve`` / ``python -m services.client``: talk to a tokenizer service from a shell.
+"""``radixserve`` / ``python -m radixserve.services.client``: talk to a tokenizer service.
 
     radixserve "Once upon a time" --max-tokens 32
     radixserve --chat "What is the capital of France?" --temperature 0
@@ -19,9 +19,8 @@ import sys
 from collections.abc import Sequence
 
 import grpc
-
-from services.client.messages import chat_messages
-from services.client.sdk import DEFAULT_ADDRESS, RadixClient
+from radixserve.services.client.messages import chat_messages
+from radixserve.services.client.sdk import DEFAULT_ADDRESS, RadixClient
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from radixserve.services.common.pbconv import finish_reason_from_pb
 from radixserve.v1 import common_pb2, tokenizer_pb2
-from services.common.pbconv import finish_reason_from_pb
 
 _SCALARS = (
     "temperature", "top_p", "top_k", "seed", "ignore_eos", "skip_special_tokens", "logprobs",

@@ -20,16 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-
-from radixserve.v1 import tokenizer_pb2, tokenizer_pb2_grpc
-from services.client.messages import (
+from radixserve.services.client.messages import (
     Completion,
     GenerateChunk,
     Message,
     generate_request,
 )
-from services.common import pbconv
-from services.common.types import ModelInfo
+from radixserve.services.common import pbconv
+from radixserve.services.common.types import ModelInfo
+from radixserve.v1 import tokenizer_pb2, tokenizer_pb2_grpc
 
 logger = logging.getLogger(__name__)
 

@@ -109,7 +109,7 @@ def parse_configs(
     classes: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None
 ) -> list[Any]:
     """Like :func:`parse_config` for several dataclasses sharing one command line (a service's
-    own config and e.g. :class:`~services.common.security.SecurityConfig`)."""
+    own config and e.g. :class:`~radixserve.services.common.security.SecurityConfig`)."""
     parser = argparse.ArgumentParser(prog=prog, description=(classes[0].__doc__ or "").strip())
     for cls in classes:
         add_config_arguments(parser, cls)

@@ -10,8 +10,8 @@ import functools
 import json
 import logging
 
-from services.common.errors import InvalidArgument
-from services.common.types import Constraint
+from radixserve.services.common.errors import InvalidArgument
+from radixserve.services.common.types import Constraint
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from radixserve.v1 import common_pb2, worker_pb2
-from services.common.types import (
+from radixserve.services.common.types import (
     MAX_TOP_LOGPROBS,
     Constraint,
     ForwardMode,
@@ -17,6 +16,7 @@ from services.common.types import (
     TopLogprobs,
     validate_sampling,
 )
+from radixserve.v1 import common_pb2, worker_pb2
 
 __all__ = ["MAX_TOP_LOGPROBS", "validate_sampling"]  # re-exported: they moved to types
 

@@ -89,7 +89,7 @@ def current() -> SecurityConfig:
 
 def from_env() -> SecurityConfig:
     """The ``RADIXSERVE_TLS_*`` / ``RADIXSERVE_AUTH_TOKEN*`` environment, for non-flag users."""
-    from services.common.config import config_from_namespace
+    from radixserve.services.common.config import config_from_namespace
 
     return config_from_namespace(SecurityConfig)
 

@@ -18,10 +18,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
-
-from services.common import security
-from services.common.interceptors import LoggingInterceptor, MetricsInterceptor
-from services.common.security import GRPC_OPTIONS, MAX_MESSAGE_BYTES  # noqa: F401 (re-exported)
+from radixserve.services.common import security
+from radixserve.services.common.interceptors import LoggingInterceptor, MetricsInterceptor
+from radixserve.services.common.security import GRPC_OPTIONS, MAX_MESSAGE_BYTES  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ class ServiceServer:
     """One grpc.aio server with health and reflection for the given full service names.
 
     ``public`` (the front door): TLS without client certificates and no shared token; internal
-    servers (the default) get both when configured (see :mod:`services.common.security`).
+    servers (the default) get both when configured (see :mod:`radixserve.services.common.security`).
     """
 
     def __init__(
@@ -94,14 +93,14 @@ def run_service(
     start: Callable[[object], Awaitable[object]],
     argv: list[str] | None = None,
 ) -> None:
-    """What every ``python -m services.<name>`` does: config, logging, start, serve until a
-    SIGINT/SIGTERM, stop. ``start(cfg)`` returns a handle with an async ``stop()``."""
-    from services.common.config import parse_configs
-    from services.common.logs import setup_logging
+    """What every ``python -m radixserve.services.<name>`` does: config, logging, start, serve
+    until a SIGINT/SIGTERM, stop. ``start(cfg)`` returns a handle with an async ``stop()``."""
+    from radixserve.services.common.config import parse_configs
+    from radixserve.services.common.logs import setup_logging
 
     setup_logging(name)
     cfg, sec = parse_configs(
-        [config_cls, security.SecurityConfig], argv, prog=f"python -m services.{name}"
+        [config_cls, security.SecurityConfig], argv, prog=f"python -m radixserve.services.{name}"
     )
     security.configure(sec)
     if os.environ.get("RADIXSERVE_SWITCH_INTERVAL"):

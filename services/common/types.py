@@ -35,7 +35,7 @@ import math
 import struct
 from dataclasses import dataclass, field
 
-from services.common.errors import InvalidArgument
+from radixserve.services.common.errors import InvalidArgument
 
 MAX_TOP_LOGPROBS = 20
 INT32_MAX = 2**31 - 1

@@ -1,10 +1,10 @@
-"""``python -m services.scheduler``: wait for the worker, serve SchedulerService."""
+"""``python -m radixserve.services.scheduler``: wait for the worker, serve SchedulerService."""
 
 from __future__ import annotations
 
-from services.common.server import run_service
-from services.scheduler.config import SchedulerConfig
-from services.scheduler.server import start_scheduler
+from radixserve.services.common.server import run_service
+from radixserve.services.scheduler.config import SchedulerConfig
+from radixserve.services.scheduler.server import start_scheduler
 
 
 def main() -> None:

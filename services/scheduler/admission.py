@@ -12,11 +12,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services.common.types import ReqInput
-from services.scheduler.core_config import SchedulerCoreConfig
-from services.scheduler.memory import KVManager
-from services.scheduler.radix_cache import RadixCache
-from services.scheduler.request import Request, peak_kv_len, whole_pages
+from radixserve.services.common.types import ReqInput
+from radixserve.services.scheduler.core_config import SchedulerCoreConfig
+from radixserve.services.scheduler.memory import KVManager
+from radixserve.services.scheduler.radix_cache import RadixCache
+from radixserve.services.scheduler.request import Request, peak_kv_len, whole_pages
 
 logger = logging.getLogger(__name__)
 

@@ -6,13 +6,12 @@ import asyncio
 import logging
 
 import grpc
-
+from radixserve.services.common import pbconv
+from radixserve.services.common.grpc_util import require_address, wait_until_ready
+from radixserve.services.common.security import make_channel
+from radixserve.services.common.types import ModelInfo, StepInput, StepOutput
+from radixserve.services.scheduler.engine_io import StepFailed, WorkerGone
 from radixserve.v1 import worker_pb2, worker_pb2_grpc
-from services.common import pbconv
-from services.common.grpc_util import require_address, wait_until_ready
-from services.common.security import make_channel
-from services.common.types import ModelInfo, StepInput, StepOutput
-from services.scheduler.engine_io import StepFailed, WorkerGone
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.scheduler.core_config import SchedulerCoreConfig
+from radixserve.services.scheduler.core_config import SchedulerCoreConfig
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from services.scheduler.eviction import make_eviction_policy
-from services.scheduler.policy import make_schedule_policy
+from radixserve.services.scheduler.eviction import make_eviction_policy
+from radixserve.services.scheduler.policy import make_schedule_policy
 
 logger = logging.getLogger(__name__)
 

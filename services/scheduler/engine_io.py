@@ -9,8 +9,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from services.common.types import ModelInfo, StepInput, StepOutput
-from services.scheduler.request import TokenEvent
+from radixserve.services.common.types import ModelInfo, StepInput, StepOutput
+from radixserve.services.scheduler.request import TokenEvent
 
 logger = logging.getLogger(__name__)
 

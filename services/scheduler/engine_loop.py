@@ -27,8 +27,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from services.common.types import ModelInfo, StepOutput
-from services.scheduler.engine_io import (
+from radixserve.services.common.types import ModelInfo, StepOutput
+from radixserve.services.scheduler.engine_io import (
     ClientStream,
     LoopConfig,
     Outputs,
@@ -38,10 +38,10 @@ from services.scheduler.engine_io import (
     WorkerGone,
     WorkerLink,
 )
-from services.scheduler.metrics import SchedulerMetrics
-from services.scheduler.request import FinishReason, Request, TokenEvent
-from services.scheduler.scheduler import Scheduler
-from services.scheduler.stats import LoadStats
+from radixserve.services.scheduler.metrics import SchedulerMetrics
+from radixserve.services.scheduler.request import FinishReason, Request, TokenEvent
+from radixserve.services.scheduler.scheduler import Scheduler
+from radixserve.services.scheduler.stats import LoadStats
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from services.scheduler.radix_cache import TreeNode
+    from radixserve.services.scheduler.radix_cache import TreeNode
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 
-from services.scheduler.allocator import KVAllocator
-from services.scheduler.radix_cache import RadixCache
-from services.scheduler.request import Request
+from radixserve.services.scheduler.allocator import KVAllocator
+from radixserve.services.scheduler.radix_cache import RadixCache
+from radixserve.services.scheduler.request import Request
 
 logger = logging.getLogger(__name__)
 

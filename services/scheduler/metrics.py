@@ -10,8 +10,12 @@ result; ``sync`` turns the core's cumulative counters into Prometheus counter in
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-from services.common.metrics import LATENCY_BUCKETS, REQUEST_BUCKETS, SIZE_BUCKETS, ServiceMetrics
+from radixserve.services.common.metrics import (
+    LATENCY_BUCKETS,
+    REQUEST_BUCKETS,
+    SIZE_BUCKETS,
+    ServiceMetrics,
+)
 
 
 class SchedulerMetrics(ServiceMetrics):

@@ -9,7 +9,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from services.scheduler.request import Request
+from radixserve.services.scheduler.request import Request
 
 logger = logging.getLogger(__name__)
 

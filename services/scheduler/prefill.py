@@ -12,13 +12,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from services.common.types import ReqInput
-from services.scheduler.admission import Admission, PrefillBudget, running_reservation
-from services.scheduler.allocator import RowAllocator
-from services.scheduler.core_config import SchedulerCoreConfig
-from services.scheduler.memory import KVManager
-from services.scheduler.policy import SchedulePolicy
-from services.scheduler.request import Request
+from radixserve.services.common.types import ReqInput
+from radixserve.services.scheduler.admission import Admission, PrefillBudget, running_reservation
+from radixserve.services.scheduler.allocator import RowAllocator
+from radixserve.services.scheduler.core_config import SchedulerCoreConfig
+from radixserve.services.scheduler.memory import KVManager
+from radixserve.services.scheduler.policy import SchedulePolicy
+from radixserve.services.scheduler.request import Request
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 
-from services.scheduler.eviction import make_eviction_policy
+from radixserve.services.scheduler.eviction import make_eviction_policy
 
 logger = logging.getLogger(__name__)
 

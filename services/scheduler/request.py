@@ -7,7 +7,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from services.common.types import ModelInfo, SamplingParams, TopLogprobs
+from radixserve.services.common.types import ModelInfo, SamplingParams, TopLogprobs
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from services.common.types import StepOutput
-from services.scheduler.request import FinishReason, Request, TokenEvent
+from radixserve.services.common.types import StepOutput
+from radixserve.services.scheduler.request import FinishReason, Request, TokenEvent
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from services.scheduler.core_config import SchedulerCoreConfig
-from services.scheduler.memory import KVManager
-from services.scheduler.request import Request
+from radixserve.services.scheduler.core_config import SchedulerCoreConfig
+from radixserve.services.scheduler.memory import KVManager
+from radixserve.services.scheduler.request import Request
 
 logger = logging.getLogger(__name__)
 

@@ -18,16 +18,21 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
-from services.common.types import ForwardMode, ModelInfo, ReqInput, StepInput, StepOutput
-from services.scheduler.allocator import RowAllocator
-from services.scheduler.core_config import SchedulerCoreConfig
-from services.scheduler.memory import KVManager
-from services.scheduler.policy import make_schedule_policy
-from services.scheduler.prefill import PrefillState, plan_prefill
-from services.scheduler.request import FinishReason, Request, TokenEvent, validate_request
-from services.scheduler.results import make_event, read_result
-from services.scheduler.retraction import decode_slots_needed, raised_ratio, victim_order
-from services.scheduler.stats import SchedulerStats
+from radixserve.services.common.types import ForwardMode, ModelInfo, ReqInput, StepInput, StepOutput
+from radixserve.services.scheduler.allocator import RowAllocator
+from radixserve.services.scheduler.core_config import SchedulerCoreConfig
+from radixserve.services.scheduler.memory import KVManager
+from radixserve.services.scheduler.policy import make_schedule_policy
+from radixserve.services.scheduler.prefill import PrefillState, plan_prefill
+from radixserve.services.scheduler.request import (
+    FinishReason,
+    Request,
+    TokenEvent,
+    validate_request,
+)
+from radixserve.services.scheduler.results import make_event, read_result
+from radixserve.services.scheduler.retraction import decode_slots_needed, raised_ratio, victim_order
+from radixserve.services.scheduler.stats import SchedulerStats
 
 __all__ = ["Scheduler", "SchedulerCoreConfig"]
 

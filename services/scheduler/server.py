@@ -7,20 +7,19 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
-
+from radixserve.services.common import pbconv
+from radixserve.services.common.metrics import serve_metrics
+from radixserve.services.common.server import ServiceServer
+from radixserve.services.common.types import ModelInfo
+from radixserve.services.scheduler.clients import WorkerClient
+from radixserve.services.scheduler.config import SchedulerConfig
+from radixserve.services.scheduler.engine_io import ClientStream, LoopConfig, Outputs
+from radixserve.services.scheduler.engine_loop import EngineLoop
+from radixserve.services.scheduler.metrics import SchedulerMetrics
+from radixserve.services.scheduler.profiling import EngineProfileRPCs
+from radixserve.services.scheduler.request import FinishKind, Request, TokenEvent
+from radixserve.services.scheduler.scheduler import Scheduler
 from radixserve.v1 import scheduler_pb2, scheduler_pb2_grpc
-from services.common import pbconv
-from services.common.metrics import serve_metrics
-from services.common.server import ServiceServer
-from services.common.types import ModelInfo
-from services.scheduler.clients import WorkerClient
-from services.scheduler.config import SchedulerConfig
-from services.scheduler.engine_io import ClientStream, LoopConfig, Outputs
-from services.scheduler.engine_loop import EngineLoop
-from services.scheduler.metrics import SchedulerMetrics
-from services.scheduler.profiling import EngineProfileRPCs
-from services.scheduler.request import FinishKind, Request, TokenEvent
-from services.scheduler.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 SERVICE = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name

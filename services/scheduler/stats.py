@@ -8,12 +8,12 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from services.common.types import ForwardMode, StepInput, StepOutput
+from radixserve.services.common.types import ForwardMode, StepInput, StepOutput
 
 if TYPE_CHECKING:
-    from services.scheduler.allocator import RowAllocator
-    from services.scheduler.memory import KVManager
-    from services.scheduler.request import Request
+    from radixserve.services.scheduler.allocator import RowAllocator
+    from radixserve.services.scheduler.memory import KVManager
+    from radixserve.services.scheduler.request import Request
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
-"""``python -m services.tokenizer``: serve TokenizerService and the OpenAI HTTP API."""
+"""``python -m radixserve.services.tokenizer``: serve TokenizerService and the OpenAI HTTP API."""
 
 from __future__ import annotations
 
-from services.common.server import run_service
-from services.tokenizer.config import TokenizerConfig
-from services.tokenizer.server import start_tokenizer
+from radixserve.services.common.server import run_service
+from radixserve.services.tokenizer.config import TokenizerConfig
+from radixserve.services.tokenizer.server import start_tokenizer
 
 
 def main() -> None:

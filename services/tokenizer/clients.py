@@ -9,15 +9,14 @@ from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from radixserve.services.common import pbconv
+from radixserve.services.common.errors import InvalidArgument, Unavailable
+from radixserve.services.common.grpc_util import require_address, wait_until_ready
+from radixserve.services.common.security import make_channel
+from radixserve.services.common.types import ModelInfo
+from radixserve.services.tokenizer.manager import SchedOutput
+from radixserve.services.tokenizer.prompts import GenerateInput
 from radixserve.v1 import scheduler_pb2, scheduler_pb2_grpc
-from services.common import pbconv
-from services.common.errors import InvalidArgument, Unavailable
-from services.common.grpc_util import require_address, wait_until_ready
-from services.common.security import make_channel
-from services.common.types import ModelInfo
-from services.tokenizer.manager import SchedOutput
-from services.tokenizer.prompts import GenerateInput
 
 logger = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 5.0

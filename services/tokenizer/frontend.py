@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from services.common.errors import InvalidArgument
-from services.common.types import ModelInfo
-from services.tokenizer.manager import RequestManager
-from services.tokenizer.prompts import PromptBuilder
-from services.tokenizer.tokenization import Tokenizer
+from radixserve.services.common.errors import InvalidArgument
+from radixserve.services.common.types import ModelInfo
+from radixserve.services.tokenizer.manager import RequestManager
+from radixserve.services.tokenizer.prompts import PromptBuilder
+from radixserve.services.tokenizer.tokenization import Tokenizer
 
 T = TypeVar("T")
 # Inputs above this many characters (or ids) are tokenized in a thread: a 50 MB prompt takes

@@ -27,20 +27,19 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from radixserve.services.common import security
+from radixserve.services.common.errors import InvalidArgument, NotFound, RequestError
+from radixserve.services.common.grammars import check_constraint
+from radixserve.services.tokenizer import observability_http, tool_calls
+from radixserve.services.tokenizer import openai_protocol as oai
+from radixserve.services.tokenizer.frontend import Frontend
+from radixserve.services.tokenizer.limits import BodyLimit
+from radixserve.services.tokenizer.manager import Chunk
+from radixserve.services.tokenizer.metrics import TokenizerMetrics
+from radixserve.services.tokenizer.prompts import GenerateInput
+from radixserve.services.tokenizer.samples import expand, interleave
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
-
-from services.common import security
-from services.common.errors import InvalidArgument, NotFound, RequestError
-from services.common.grammars import check_constraint
-from services.tokenizer import observability_http, tool_calls
-from services.tokenizer import openai_protocol as oai
-from services.tokenizer.frontend import Frontend
-from services.tokenizer.limits import BodyLimit
-from services.tokenizer.manager import Chunk
-from services.tokenizer.metrics import TokenizerMetrics
-from services.tokenizer.prompts import GenerateInput
-from services.tokenizer.samples import expand, interleave
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

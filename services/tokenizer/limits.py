@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.errors import InvalidArgument
-from services.tokenizer.prompts import GenerateInput
+from radixserve.services.common.errors import InvalidArgument
+from radixserve.services.tokenizer.prompts import GenerateInput
 
 logger = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from services.common.errors import Overloaded, Unavailable
-from services.common.types import TopLogprobs
-from services.tokenizer.detokenizer import IncrementalDetokenizer
-from services.tokenizer.limits import Limits
-from services.tokenizer.prompts import GenerateInput
-from services.tokenizer.stop import StopStringMatcher
-from services.tokenizer.tokenization import Tokenizer
+from radixserve.services.common.errors import Overloaded, Unavailable
+from radixserve.services.common.types import TopLogprobs
+from radixserve.services.tokenizer.detokenizer import IncrementalDetokenizer
+from radixserve.services.tokenizer.limits import Limits
+from radixserve.services.tokenizer.prompts import GenerateInput
+from radixserve.services.tokenizer.stop import StopStringMatcher
+from radixserve.services.tokenizer.tokenization import Tokenizer
 
 logger = logging.getLogger(__name__)
 

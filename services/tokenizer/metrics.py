@@ -15,8 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-from services.common.metrics import (
+from radixserve.services.common.metrics import (
     ITL_BUCKETS,
     LATENCY_BUCKETS,
     REQUEST_BUCKETS,
@@ -24,8 +23,8 @@ from services.common.metrics import (
     TTFT_BUCKETS,
     ServiceMetrics,
 )
-from services.tokenizer.manager import Chunk
-from services.tokenizer.prompts import GenerateInput
+from radixserve.services.tokenizer.manager import Chunk
+from radixserve.services.tokenizer.prompts import GenerateInput
 
 GRPC_GENERATE = "grpc_generate"
 ENDPOINTS = ("chat", "completions", GRPC_GENERATE)

@@ -12,13 +12,17 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
-
-from services.common.errors import InvalidArgument
-from services.common.types import MAX_TOP_LOGPROBS, Constraint, SamplingParams, TopLogprobs
-from services.tokenizer.manager import Chunk
-from services.tokenizer.samples import check_n
-from services.tokenizer.token_bytes import token_bytes
-from services.tokenizer.tokenization import Tokenizer
+from radixserve.services.common.errors import InvalidArgument
+from radixserve.services.common.types import (
+    MAX_TOP_LOGPROBS,
+    Constraint,
+    SamplingParams,
+    TopLogprobs,
+)
+from radixserve.services.tokenizer.manager import Chunk
+from radixserve.services.tokenizer.samples import check_n
+from radixserve.services.tokenizer.token_bytes import token_bytes
+from radixserve.services.tokenizer.tokenization import Tokenizer
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 FINISH_REASONS = ("stop", "length", "abort")

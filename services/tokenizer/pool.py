@@ -13,13 +13,12 @@ import logging
 from collections.abc import Callable, Sequence
 
 import grpc
-
-from services.common.errors import Unavailable
-from services.common.types import ModelInfo
-from services.tokenizer.clients import SchedulerLink
-from services.tokenizer.manager import RequestManager, SchedOutput
-from services.tokenizer.prompts import GenerateInput
-from services.tokenizer.router import EngineLoad, Router, RouterConfig
+from radixserve.services.common.errors import Unavailable
+from radixserve.services.common.types import ModelInfo
+from radixserve.services.tokenizer.clients import SchedulerLink
+from radixserve.services.tokenizer.manager import RequestManager, SchedOutput
+from radixserve.services.tokenizer.prompts import GenerateInput
+from radixserve.services.tokenizer.router import EngineLoad, Router, RouterConfig
 
 logger = logging.getLogger(__name__)
 

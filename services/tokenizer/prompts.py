@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from services.common.errors import InvalidArgument
-from services.common.grammars import check_constraint
-from services.common.types import ModelInfo, SamplingParams, validate_sampling
-from services.tokenizer.chat_template import render_chat_for
-from services.tokenizer.tokenization import Tokenizer
+from radixserve.services.common.errors import InvalidArgument
+from radixserve.services.common.grammars import check_constraint
+from radixserve.services.common.types import ModelInfo, SamplingParams, validate_sampling
+from radixserve.services.tokenizer.chat_template import render_chat_for
+from radixserve.services.tokenizer.tokenization import Tokenizer
 
 
 def new_rid() -> str:

@@ -15,9 +15,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
-from services.common.errors import InvalidArgument
-from services.tokenizer.manager import Chunk
-from services.tokenizer.prompts import GenerateInput
+from radixserve.services.common.errors import InvalidArgument
+from radixserve.services.tokenizer.manager import Chunk
+from radixserve.services.tokenizer.prompts import GenerateInput
 
 MAX_N = 16
 _SEED_MOD = 2**64

@@ -9,23 +9,22 @@ from dataclasses import dataclass
 
 import grpc
 from prometheus_client import Gauge
-
+from radixserve.services.common import pbconv
+from radixserve.services.common.errors import InvalidArgument, RequestError
+from radixserve.services.common.grpc_util import abort_with
+from radixserve.services.common.metrics import serve_metrics
+from radixserve.services.common.model_source import resolve_model
+from radixserve.services.common.server import GRPC_OPTIONS, MAX_MESSAGE_BYTES, ServiceServer
+from radixserve.services.tokenizer.config import TokenizerConfig
+from radixserve.services.tokenizer.frontend import Frontend
+from radixserve.services.tokenizer.limits import Limits
+from radixserve.services.tokenizer.manager import Chunk, RequestManager
+from radixserve.services.tokenizer.metrics import TokenizerMetrics
+from radixserve.services.tokenizer.pool import SchedulerPool
+from radixserve.services.tokenizer.prompts import GenerateInput, PromptBuilder
+from radixserve.services.tokenizer.samples import check_n, expand, interleave
+from radixserve.services.tokenizer.tokenization import load_tokenizer
 from radixserve.v1 import tokenizer_pb2, tokenizer_pb2_grpc
-from services.common import pbconv
-from services.common.errors import InvalidArgument, RequestError
-from services.common.grpc_util import abort_with
-from services.common.metrics import serve_metrics
-from services.common.model_source import resolve_model
-from services.common.server import GRPC_OPTIONS, MAX_MESSAGE_BYTES, ServiceServer
-from services.tokenizer.config import TokenizerConfig
-from services.tokenizer.frontend import Frontend
-from services.tokenizer.limits import Limits
-from services.tokenizer.manager import Chunk, RequestManager
-from services.tokenizer.metrics import TokenizerMetrics
-from services.tokenizer.pool import SchedulerPool
-from services.tokenizer.prompts import GenerateInput, PromptBuilder
-from services.tokenizer.samples import check_n, expand, interleave
-from services.tokenizer.tokenization import load_tokenizer
 
 logger = logging.getLogger(__name__)
 SERVICE = tokenizer_pb2.DESCRIPTOR.services_by_name["TokenizerService"].full_name
@@ -262,7 +261,7 @@ async def start_tokenizer(cfg: TokenizerConfig) -> RunningTokenizer:
     link.start(manager)
     await link.wait_connected(cfg.scheduler_wait_seconds)
     if cfg.http_port >= 0:
-        from services.tokenizer.http_api import start_http
+        from radixserve.services.tokenizer.http_api import start_http
 
         running.http, running.http_task = await start_http(
             frontend,

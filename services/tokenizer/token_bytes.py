@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Sequence
 
-from services.tokenizer.backends.base import Tokenizer
+from radixserve.services.tokenizer.backends.base import Tokenizer
 
 logger = logging.getLogger(__name__)
 

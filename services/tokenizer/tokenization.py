@@ -15,7 +15,7 @@ import json
 import logging
 import os
 
-from services.common.model_source import EMBEDDED_VOCAB_SIZE, ModelSource
+from radixserve.services.common.model_source import EMBEDDED_VOCAB_SIZE, ModelSource
 
 from .backends.base import END_OF_GENERATION_TOKENS, Tokenizer
 from .backends.byte_level import ByteTokenizer

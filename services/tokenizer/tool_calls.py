@@ -24,8 +24,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.errors import InvalidArgument
-from services.common.types import Constraint
+from radixserve.services.common.errors import InvalidArgument
+from radixserve.services.common.types import Constraint
 
 logger = logging.getLogger(__name__)
 

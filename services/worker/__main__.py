@@ -1,4 +1,4 @@
-"""``python -m services.worker``: load the model, serve WorkerService until SIGINT/SIGTERM."""
+"""``python -m radixserve.services.worker``: load the model, serve WorkerService until a signal."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import os
 # threads on a small CPU machine (10-20x slower steps under load); passive waiting does not.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from services.common.server import run_service
-from services.worker.config import WorkerConfig
-from services.worker.server import start_worker
+from radixserve.services.common.server import run_service
+from radixserve.services.worker.config import WorkerConfig
+from radixserve.services.worker.server import start_worker
 
 
 def main() -> None:

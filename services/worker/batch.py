@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-
-from services.common.types import ForwardMode, ReqInput, StepInput
-from services.worker.forward_context import ForwardContext
-from services.worker.kv_pool import KVPool, ReqToTokenTable
-from services.worker.rows import RowState, RowTable
+from radixserve.services.common.types import ForwardMode, ReqInput, StepInput
+from radixserve.services.worker.forward_context import ForwardContext
+from radixserve.services.worker.kv_pool import KVPool, ReqToTokenTable
+from radixserve.services.worker.rows import RowState, RowTable
 
 if TYPE_CHECKING:
-    from services.worker.attention.base import AttentionBackend
+    from radixserve.services.worker.attention.base import AttentionBackend
 
 logger = logging.getLogger(__name__)
 

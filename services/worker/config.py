@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, fields
 
-from services.worker.runner_config import RunnerConfig
+from radixserve.services.worker.runner_config import RunnerConfig
 
 logger = logging.getLogger(__name__)
 

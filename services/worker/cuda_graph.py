@@ -16,14 +16,13 @@ import time
 from typing import TYPE_CHECKING
 
 import torch
-
-from services.common.types import ForwardMode
-from services.worker.forward_context import ForwardContext
+from radixserve.services.common.types import ForwardMode
+from radixserve.services.worker.forward_context import ForwardContext
 
 if TYPE_CHECKING:
-    from services.worker.attention.base import AttentionBackend
-    from services.worker.kv_pool import KVPool, ReqToTokenTable
-    from services.worker.models.base import CausalLM
+    from radixserve.services.worker.attention.base import AttentionBackend
+    from radixserve.services.worker.kv_pool import KVPool, ReqToTokenTable
+    from radixserve.services.worker.models.base import CausalLM
 
 logger = logging.getLogger(__name__)
 

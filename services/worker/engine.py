@@ -11,28 +11,33 @@ import logging
 import time
 
 import torch
-
-from services.common.model_source import resolve_model
-from services.common.types import ForwardMode, ModelInfo, StepInput, StepOutput, TopLogprobs
-from services.worker.attention import AttentionBackend
-from services.worker.batch import Limits, ReqPlan, build_tensors, plan_step
-from services.worker.cuda_graph import DecodeGraphs
-from services.worker.grammar import RowConstraints
-from services.worker.kv_pool import KVPool, ReqToTokenTable
-from services.worker.layers.ops import get_ops
-from services.worker.loader import load_model
-from services.worker.parallel import local_heads
-from services.worker.parallel.group import TPGroup
-from services.worker.penalties import PenaltyBank, mask_tokens
-from services.worker.rows import RowState, RowTable
-from services.worker.runner_config import (
+from radixserve.services.common.model_source import resolve_model
+from radixserve.services.common.types import (
+    ForwardMode,
+    ModelInfo,
+    StepInput,
+    StepOutput,
+    TopLogprobs,
+)
+from radixserve.services.worker.attention import AttentionBackend
+from radixserve.services.worker.batch import Limits, ReqPlan, build_tensors, plan_step
+from radixserve.services.worker.cuda_graph import DecodeGraphs
+from radixserve.services.worker.grammar import RowConstraints
+from radixserve.services.worker.kv_pool import KVPool, ReqToTokenTable
+from radixserve.services.worker.layers.ops import get_ops
+from radixserve.services.worker.loader import load_model
+from radixserve.services.worker.parallel import local_heads
+from radixserve.services.worker.parallel.group import TPGroup
+from radixserve.services.worker.penalties import PenaltyBank, mask_tokens
+from radixserve.services.worker.rows import RowState, RowTable
+from radixserve.services.worker.runner_config import (
     RunnerConfig,
     pick_backend,
     pick_ops,
     resolve_device_dtype,
     size_pool,
 )
-from services.worker.sampling import Sampler
+from radixserve.services.worker.sampling import Sampler
 
 logger = logging.getLogger(__name__)
 

@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
-
-from services.common.types import ForwardMode
+from radixserve.services.common.types import ForwardMode
 
 if TYPE_CHECKING:
-    from services.worker.attention.base import AttentionBackend
-    from services.worker.kv_pool import KVPool
+    from radixserve.services.worker.attention.base import AttentionBackend
+    from radixserve.services.worker.kv_pool import KVPool
 
 logger = logging.getLogger(__name__)
 

@@ -29,10 +29,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-
-from services.common.grammars import grammar_text
-from services.common.model_source import ModelSource
-from services.common.types import Constraint, SamplingParams
+from radixserve.services.common.grammars import grammar_text
+from radixserve.services.common.model_source import ModelSource
+from radixserve.services.common.types import Constraint, SamplingParams
 
 logger = logging.getLogger(__name__)
 
@@ -242,8 +241,7 @@ def _allow(bits: torch.Tensor, ids: Sequence[int], vocab_size: int) -> None:
 def load_ll_tokenizer(source: ModelSource, vocab_size: int, eos_ids: Sequence[int]):  # noqa: ANN201
     """An llguidance tokenizer for the model's vocabulary, sized to the LM head."""
     import llguidance
-
-    from services.tokenizer.tokenization import load_tokenizer
+    from radixserve.services.tokenizer.tokenization import load_tokenizer
 
     tok = load_tokenizer(source)
     eos = list(dict.fromkeys([*eos_ids, *tok.eos_token_ids])) or [0]
@@ -258,7 +256,7 @@ class _Vocab:
     """What llguidance's TokenizerWrapper reads: token bytes, eos/bos and a tokenize call."""
 
     def __init__(self, tok, vocab_size: int, eos: int) -> None:  # noqa: ANN001
-        from services.tokenizer.token_bytes import token_bytes
+        from radixserve.services.tokenizer.token_bytes import token_bytes
 
         self._tok = tok
         self.eos_token_id = eos

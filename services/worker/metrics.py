@@ -15,8 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-from services.common.metrics import (
+from radixserve.services.common.metrics import (
     FRACTION_BUCKETS,
     LATENCY_BUCKETS,
     SIZE_BUCKETS,
@@ -102,7 +101,7 @@ class WorkerMetrics(ServiceMetrics):
 
     def attach(self, runner: Any) -> None:
         """The model has loaded: name, capacity, memory, roofline ceilings, graph replays."""
-        from services.worker.roofline import ModelCost, measure_ceilings
+        from radixserve.services.worker.roofline import ModelCost, measure_ceilings
 
         self.runner = runner
         self.model_name = runner.info.model_name

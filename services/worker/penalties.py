@@ -17,8 +17,7 @@ import logging
 from collections.abc import Sequence
 
 import torch
-
-from services.common.types import SamplingParams
+from radixserve.services.common.types import SamplingParams
 
 logger = logging.getLogger(__name__)
 

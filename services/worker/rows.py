@@ -6,9 +6,8 @@ import logging
 from dataclasses import dataclass
 
 import torch
-
-from services.common.types import SamplingParams
-from services.worker.penalties import PenaltyBank
+from radixserve.services.common.types import SamplingParams
+from radixserve.services.worker.penalties import PenaltyBank
 
 logger = logging.getLogger(__name__)
 

@@ -9,11 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-
-from services.worker.attention import AttentionBackend, get_backend_class, known_backends
-from services.worker.kv_pool import KVPool
-from services.worker.layers.ops import known_ops
-from services.worker.model_config import ModelConfig
+from radixserve.services.worker.attention import AttentionBackend, get_backend_class, known_backends
+from radixserve.services.worker.kv_pool import KVPool
+from radixserve.services.worker.layers.ops import known_ops
+from radixserve.services.worker.model_config import ModelConfig
 
 logger = logging.getLogger(__name__)
 

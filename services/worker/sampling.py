@@ -15,8 +15,7 @@ import logging
 from collections.abc import Sequence
 
 import torch
-
-from services.common.types import SamplingParams, TopLogprobs
+from radixserve.services.common.types import SamplingParams, TopLogprobs
 
 logger = logging.getLogger(__name__)
 

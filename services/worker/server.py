@@ -9,16 +9,15 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
-
+from radixserve.services.common import pbconv
+from radixserve.services.common.metrics import serve_metrics
+from radixserve.services.common.server import ServiceServer
+from radixserve.services.worker.config import WorkerConfig
+from radixserve.services.worker.metrics import WorkerMetrics
+from radixserve.services.worker.parallel import GroupError
+from radixserve.services.worker.parallel.launch import TPHandle, TPLaunch, wants_tp
+from radixserve.services.worker.profiling import ProfileRPCs
 from radixserve.v1 import worker_pb2, worker_pb2_grpc
-from services.common import pbconv
-from services.common.metrics import serve_metrics
-from services.common.server import ServiceServer
-from services.worker.config import WorkerConfig
-from services.worker.metrics import WorkerMetrics
-from services.worker.parallel import GroupError
-from services.worker.parallel.launch import TPHandle, TPLaunch, wants_tp
-from services.worker.profiling import ProfileRPCs
 
 logger = logging.getLogger(__name__)
 SERVICE = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
@@ -87,7 +86,7 @@ class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
 
 def build_runner(cfg: WorkerConfig) -> object:
     """Loads the model (slow; shows progress). torch is imported only here."""
-    from services.worker.engine import ModelRunner
+    from radixserve.services.worker.engine import ModelRunner
 
     return ModelRunner(cfg.runner)
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from services.common.model_source import resolve_model
-from services.common.types import (
+from radixserve.services.common.model_source import resolve_model
+from radixserve.services.common.types import (
     Constraint,
     ForwardMode,
     ReqInput,
     SamplingParams,
     StepInput,
 )
-from services.tokenizer.tokenization import load_tokenizer
-from services.worker.engine import ModelRunner, RunnerConfig
+from radixserve.services.tokenizer.tokenization import load_tokenizer
+from radixserve.services.worker.engine import ModelRunner, RunnerConfig
 
 CONFIG = str(Path(__file__).resolve().parents[2] / "bench/configs/tiny-llama.json")
 PROMPT = [5, 9, 14, 20, 33, 41]

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from services.common.grammars import check_constraint
-from services.tokenizer.chat_template import render_chat
-from services.tokenizer.tool_calls import ToolParser, call_grammar, detect_format
+from radixserve.services.common.grammars import check_constraint
+from radixserve.services.tokenizer.chat_template import render_chat
+from radixserve.services.tokenizer.tool_calls import ToolParser, call_grammar, detect_format
 
 HERMES_TEMPLATE = (
     "{% if tools %}<tools>{% for t in tools %}{{ t | tojson }}{% endfor %}</tools>"

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable
 
 import pytest
+from radixserve.services.client.sdk import AsyncRadixClient, RadixClient
 
-from services.client.sdk import AsyncRadixClient, RadixClient
 from tests.e2e.conftest import wait_for
 from tests.stack import Stack
 
@@ -20,7 +20,14 @@ QUESTION = "What is the capital of France?"
 
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "services.client", "--address", stack.tokenizer_address, *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "radixserve.services.client",
+        "--address",
+        stack.tokenizer_address,
+        *args,
+    ]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 

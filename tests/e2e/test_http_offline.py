@@ -9,14 +9,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 from fastapi.testclient import TestClient
-
-from services.common.types import ModelInfo
-from services.tokenizer.backends.byte_level import ByteTokenizer
-from services.tokenizer.frontend import Frontend
-from services.tokenizer.http_api import create_app, start_http
-from services.tokenizer.manager import Chunk
-from services.tokenizer.metrics import TokenizerMetrics
-from services.tokenizer.prompts import GenerateInput, PromptBuilder
+from radixserve.services.common.types import ModelInfo
+from radixserve.services.tokenizer.backends.byte_level import ByteTokenizer
+from radixserve.services.tokenizer.frontend import Frontend
+from radixserve.services.tokenizer.http_api import create_app, start_http
+from radixserve.services.tokenizer.manager import Chunk
+from radixserve.services.tokenizer.metrics import TokenizerMetrics
+from radixserve.services.tokenizer.prompts import GenerateInput, PromptBuilder
 
 
 class ScriptedManager:

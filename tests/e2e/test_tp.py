@@ -17,12 +17,12 @@ import grpc
 import httpx
 import openai
 import pytest
-
+from radixserve.services.scheduler.config import SchedulerConfig
+from radixserve.services.scheduler.server import start_scheduler
+from radixserve.services.tokenizer.config import TokenizerConfig
+from radixserve.services.tokenizer.server import start_tokenizer
 from radixserve.v1 import worker_pb2, worker_pb2_grpc
-from services.scheduler.config import SchedulerConfig
-from services.scheduler.server import start_scheduler
-from services.tokenizer.config import TokenizerConfig
-from services.tokenizer.server import start_tokenizer
+
 from tests.stack import Stack, free_port
 from tests.worker.tp_procs import alive, children, readiness, ready
 
@@ -37,7 +37,7 @@ def tp_stack() -> Iterator[tuple[Stack, subprocess.Popen]]:
     port, host, metrics = free_port(), "127.0.0.1", _free_ports(3)
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "services.worker", "--tp", "3", "--host", host, "--port",
+        [sys.executable, "-m", "radixserve.services.worker", "--tp", "3", "--host", host, "--port",
          str(port), "--metrics-port", str(metrics), "--num-slots", "2048", "--max-rows", "8",
          "--max-context-len", "512", "--tp-timeout", "20"],
         cwd=ROOT, env=env,

@@ -120,10 +120,10 @@ def test_front_door_reaches_every_engine_by_its_name(target: str) -> None:
     scheduler_ports = {
         wiring.flags(c)["port"]
         for _, _, c, m in service_containers(target)
-        if m == "services.scheduler"
+        if m == "radixserve.services.scheduler"
     }
     for where, _, c, module in service_containers(target):
-        if module != "services.tokenizer":
+        if module != "radixserve.services.tokenizer":
             continue
         for address in wiring.flags(c)["scheduler_address"].split(","):
             host, _, port = address.rpartition(":")
@@ -153,8 +153,8 @@ def test_gpu_requests_follow_the_overlay(target: str) -> None:
     want = {"cpu-demo": 0, "gpu": 1, "tp": 4, "multinode": 8}[target]
     for where, spec, c, module in service_containers(target):
         gpus = int(c["resources"]["limits"].get("nvidia.com/gpu", 0))
-        assert gpus == (want if module == "services.worker" else 0), where
-        if module == "services.worker" and want:
+        assert gpus == (want if module == "radixserve.services.worker" else 0), where
+        if module == "radixserve.services.worker" and want:
             shm = [v for v in spec["volumes"] if v["name"] == "dshm"]
             assert shm and shm[0]["emptyDir"]["medium"] == "Memory", where
             assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"]), where
@@ -171,7 +171,7 @@ def test_tensor_parallel_settings() -> None:
     assert lwt["restartPolicy"] == "RecreateGroupOnPodRestart"
     assert lwt["size"] * 8 == 16
     for where, _, c, module in service_containers("multinode"):
-        if module == "services.worker":
+        if module == "radixserve.services.worker":
             f = wiring.flags(c)
             assert f["nnodes"] == "$(LWS_GROUP_SIZE)", where
             assert f["node_rank"] == "$(LWS_WORKER_INDEX)", where
@@ -186,7 +186,7 @@ def test_grace_period_covers_the_prestop_and_the_drain(target: str) -> None:
         command = c["lifecycle"]["preStop"]["exec"]["command"]
         assert command[0] == "sleep", where
         budget = int(command[1])
-        if module == "services.tokenizer":
+        if module == "radixserve.services.tokenizer":
             env = {}
             for src in c.get("envFrom", []):
                 env.update(config_maps(docs).get(src.get("configMapRef", {}).get("name"), {}))

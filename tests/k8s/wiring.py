@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from services.common.config import add_config_arguments, env_name
-from services.scheduler.config import SchedulerConfig
-from services.tokenizer.config import TokenizerConfig
-from services.worker.config import WorkerConfig
+from radixserve.services.common.config import add_config_arguments, env_name
+from radixserve.services.scheduler.config import SchedulerConfig
+from radixserve.services.tokenizer.config import TokenizerConfig
+from radixserve.services.worker.config import WorkerConfig
+
 from tests.k8s.manifests import Doc
 
 CONFIGS: dict[str, type] = {
-    "services.tokenizer": TokenizerConfig,
-    "services.scheduler": SchedulerConfig,
-    "services.worker": WorkerConfig,
+    "radixserve.services.tokenizer": TokenizerConfig,
+    "radixserve.services.scheduler": SchedulerConfig,
+    "radixserve.services.worker": WorkerConfig,
 }
 # Variables read outside the config dataclasses (services/common/logs.py, server.py, and the
 # worker's elementwise-ops switch in services/worker/layers/ops.py).
 COMMON_ENV = {"RADIXSERVE_LOG_LEVEL", "RADIXSERVE_LOG_FORMAT", "RADIXSERVE_SWITCH_INTERVAL"}
-EXTRA_ENV = {"services.worker": {"RADIXSERVE_OPS"}}
+EXTRA_ENV = {"radixserve.services.worker": {"RADIXSERVE_OPS"}}
 # Left unset on purpose (see k8s/base/config/worker.env).
 UNSET_ON_PURPOSE = {"RADIXSERVE_OPS", "RADIXSERVE_API_KEY"}
 # NOTE: settings other branches add (issue 8: tensor parallel; issue 10: limits, drain, worker
@@ -28,7 +29,7 @@ PENDING: dict[str, set[str]] = {}  # settings of work not yet merged (none now)
 
 
 def module_of(container: Doc) -> str | None:
-    """``services.x`` when the container runs ``python -m services.x``."""
+    """``services.x`` when the container runs ``python -m radixserve.services.x``."""
     cmd = container.get("command", [])
     if len(cmd) >= 3 and cmd[0] == "python" and cmd[1] == "-m" and cmd[2] in CONFIGS:
         return cmd[2]

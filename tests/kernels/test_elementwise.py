@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from kernels import (
+from radixserve.kernels import (
     build_kv_indices,
     build_kv_indices_ref,
     silu_and_mul,
@@ -13,6 +12,7 @@ from kernels import (
     store_kv,
     store_kv_ref,
 )
+
 from tests.kernels.utils import GPU_DTYPES, assert_close, cpu, device, gpu, poison
 
 

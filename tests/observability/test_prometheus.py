@@ -19,9 +19,9 @@ import grpc
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
 from radixserve.v1 import common_pb2, tokenizer_pb2
 from radixserve.v1 import tokenizer_pb2_grpc as tok_grpc
+
 from tests.observability.promql import (
     RULES,
     dashboard_queries,

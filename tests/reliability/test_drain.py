@@ -1,7 +1,7 @@
 """Issue 10, finding 7: SIGTERM drains the front door instead of cutting streams.
 
-A real ``python -m services.tokenizer`` process in front of the in-process scheduler gets SIGTERM
-with streams in flight: readiness turns NOT_SERVING, new requests are refused (503 /
+A real ``python -m radixserve.services.tokenizer`` process in front of the in-process scheduler
+gets SIGTERM with streams in flight: readiness turns NOT_SERVING, new requests are refused (503 /
 UNAVAILABLE), the in-flight streams finish whole, then it exits 0. When the grace period is too
 short, a stream still running ends with an SSE error event, never silently.
 """
@@ -18,9 +18,9 @@ import threading
 import grpc
 import openai
 import pytest
-
 from radixserve.v1 import common_pb2, tokenizer_pb2
 from radixserve.v1 import tokenizer_pb2_grpc as tok_grpc
+
 from tests.reliability.conftest import SERVING, http_status, readiness, wait_for
 from tests.stack import free_port
 
@@ -53,7 +53,7 @@ def test_sigterm_drains_in_flight_streams_then_exits(stack):
     grpc_port, http_port = free_port(), free_port()
     env = {**os.environ, "RADIXSERVE_DRAIN_SECONDS": "60"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.tokenizer", "--host", "127.0.0.1",
+        [sys.executable, "-m", "radixserve.services.tokenizer", "--host", "127.0.0.1",
          "--port", str(grpc_port), "--http-port", str(http_port), "--metrics-port", "0",
          "--scheduler-address", stack.scheduler_address],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

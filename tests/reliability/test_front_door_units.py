@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from services.common.errors import InvalidArgument, Overloaded, Unavailable
-from services.common.model_source import resolve_model
-from services.common.types import SamplingParams
-from services.tokenizer.clients import SchedulerLink, encode_add
-from services.tokenizer.limits import Limits
-from services.tokenizer.manager import RequestManager
-from services.tokenizer.prompts import GenerateInput
-from services.tokenizer.tokenization import load_tokenizer
+from radixserve.services.common.errors import InvalidArgument, Overloaded, Unavailable
+from radixserve.services.common.model_source import resolve_model
+from radixserve.services.common.types import SamplingParams
+from radixserve.services.tokenizer.clients import SchedulerLink, encode_add
+from radixserve.services.tokenizer.limits import Limits
+from radixserve.services.tokenizer.manager import RequestManager
+from radixserve.services.tokenizer.prompts import GenerateInput
+from radixserve.services.tokenizer.tokenization import load_tokenizer
 
 
 class Upstream:

@@ -17,7 +17,8 @@ import httpx
 import openai
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from radixserve.services.common import security
+from radixserve.services.common.security import TOKEN_HEADER, SecurityConfig
 from radixserve.v1 import (
     common_pb2,
     scheduler_pb2,
@@ -27,8 +28,7 @@ from radixserve.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
-from services.common import security
-from services.common.security import TOKEN_HEADER, SecurityConfig
+
 from tests.reliability.conftest import WORKER
 from tests.stack import start_stack
 

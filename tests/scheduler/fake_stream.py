@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.common.types import ModelInfo, StepInput, StepOutput
-from services.scheduler.engine_io import StepFailed, WorkerGone
+from radixserve.services.common.types import ModelInfo, StepInput, StepOutput
+from radixserve.services.scheduler.engine_io import StepFailed, WorkerGone
+
 from tests.scheduler.fake_worker import FakeWorker
 
 logger = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from collections import deque
 
-from services.common.types import ForwardMode, ModelInfo, StepInput, StepOutput
-from services.scheduler.request import TokenEvent
-from services.scheduler.scheduler import Scheduler
+from radixserve.services.common.types import ForwardMode, ModelInfo, StepInput, StepOutput
+from radixserve.services.scheduler.request import TokenEvent
+from radixserve.services.scheduler.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 

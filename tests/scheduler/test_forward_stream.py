@@ -7,11 +7,10 @@ import asyncio
 
 import grpc
 import pytest
-
+from radixserve.services.common.types import ForwardMode, ReqInput, StepInput
+from radixserve.services.scheduler.clients import ForwardStream
+from radixserve.services.scheduler.engine_io import StepFailed, WorkerGone
 from radixserve.v1 import worker_pb2
-from services.common.types import ForwardMode, ReqInput, StepInput
-from services.scheduler.clients import ForwardStream
-from services.scheduler.engine_io import StepFailed, WorkerGone
 
 STEP = StepInput(0, ForwardMode.DECODE, [ReqInput(row=0, new_slots=[1])])
 

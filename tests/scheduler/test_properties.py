@@ -6,10 +6,9 @@ from __future__ import annotations
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-
-from services.common.types import SamplingParams
-from services.scheduler.memory import KVManager
-from services.scheduler.request import Request
+from radixserve.services.common.types import SamplingParams
+from radixserve.services.scheduler.memory import KVManager
+from radixserve.services.scheduler.request import Request
 
 TOKENS = st.lists(st.integers(1, 3), min_size=1, max_size=14)  # tiny alphabet: many shared prefixes
 

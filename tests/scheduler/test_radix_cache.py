@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import pytest
-
-from services.scheduler.eviction import make_eviction_policy
-from services.scheduler.radix_cache import RadixCache
+from radixserve.services.scheduler.eviction import make_eviction_policy
+from radixserve.services.scheduler.radix_cache import RadixCache
 
 
 class Freed(list):

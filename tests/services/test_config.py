@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from services.common.config import parse_config
-from services.scheduler.config import SchedulerConfig
-from services.worker.config import WorkerConfig
+from radixserve.services.common.config import parse_config
+from radixserve.services.scheduler.config import SchedulerConfig
+from radixserve.services.worker.config import WorkerConfig
 
 
 def test_defaults_are_the_design_ports():

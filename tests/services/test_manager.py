@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from services.common.errors import InvalidArgument
-from services.common.model_source import resolve_model
-from services.common.types import ModelInfo, SamplingParams
-from services.tokenizer.manager import RequestManager, SchedOutput
-from services.tokenizer.prompts import PromptBuilder
-from services.tokenizer.tokenization import load_tokenizer
+from radixserve.services.common.errors import InvalidArgument
+from radixserve.services.common.model_source import resolve_model
+from radixserve.services.common.types import ModelInfo, SamplingParams
+from radixserve.services.tokenizer.manager import RequestManager, SchedOutput
+from radixserve.services.tokenizer.prompts import PromptBuilder
+from radixserve.services.tokenizer.tokenization import load_tokenizer
 
 INFO = ModelInfo("m", vocab_size=49152, max_context_len=64, num_slots=100, max_rows=4)
 

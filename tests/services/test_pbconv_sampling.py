@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from radixserve.v1 import common_pb2
-from services.common import pbconv
-from services.common.errors import InvalidArgument
-from services.common.types import (
+from radixserve.services.common import pbconv
+from radixserve.services.common.errors import InvalidArgument
+from radixserve.services.common.types import (
     ForwardMode,
     ReqInput,
     SamplingParams,
@@ -15,6 +13,7 @@ from services.common.types import (
     StepOutput,
     TopLogprobs,
 )
+from radixserve.v1 import common_pb2
 
 EXTENDED = SamplingParams(
     logprobs=True,

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from services.common.types import ModelInfo, SamplingParams
-from services.tokenizer.pool import SchedulerPool, check_same_model, parse_addresses
-from services.tokenizer.prompts import GenerateInput
-from services.tokenizer.router import EngineLoad, Router, RouterConfig
+from radixserve.services.common.types import ModelInfo, SamplingParams
+from radixserve.services.tokenizer.pool import SchedulerPool, check_same_model, parse_addresses
+from radixserve.services.tokenizer.prompts import GenerateInput
+from radixserve.services.tokenizer.router import EngineLoad, Router, RouterConfig
 
 LONG_A = list(range(100, 300))
 LONG_B = list(range(1000, 1200))
@@ -135,8 +134,8 @@ class FakeManager:
 
 
 def test_a_broken_link_fails_only_its_own_requests():
-    from services.tokenizer.manager import SchedOutput
-    from services.tokenizer.pool import _LinkSink
+    from radixserve.services.tokenizer.manager import SchedOutput
+    from radixserve.services.tokenizer.pool import _LinkSink
 
     pool = _pool_with_fake_links()
     manager = FakeManager()

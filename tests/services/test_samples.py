@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
-from services.common.errors import InvalidArgument
-from services.common.model_source import resolve_model
-from services.common.types import SamplingParams
-from services.tokenizer.manager import RequestManager, SchedOutput
-from services.tokenizer.prompts import GenerateInput
-from services.tokenizer.samples import MAX_N, check_n, expand, interleave
-from services.tokenizer.tokenization import load_tokenizer
+from radixserve.services.common.errors import InvalidArgument
+from radixserve.services.common.model_source import resolve_model
+from radixserve.services.common.types import SamplingParams
+from radixserve.services.tokenizer.manager import RequestManager, SchedOutput
+from radixserve.services.tokenizer.prompts import GenerateInput
+from radixserve.services.tokenizer.samples import MAX_N, check_n, expand, interleave
+from radixserve.services.tokenizer.tokenization import load_tokenizer
 
 
 class FakeUpstream:

@@ -8,9 +8,8 @@ import os
 import random
 
 import pytest
-
-from services.common.model_source import ModelSource, embedded_gguf_path, resolve_model
-from services.tokenizer.tokenization import Tokenizer, load_tokenizer
+from radixserve.services.common.model_source import ModelSource, embedded_gguf_path, resolve_model
+from radixserve.services.tokenizer.tokenization import Tokenizer, load_tokenizer
 
 WORDS = (
     "the quick brown fox jumps over lazy dog inference server token cache prefix radix "

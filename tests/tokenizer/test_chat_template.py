@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from services.tokenizer.chat_template import (
+from radixserve.services.tokenizer.chat_template import (
     DEFAULT_CHAT_TEMPLATE,
     ChatTemplateError,
     render_chat,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from services.tokenizer.detokenizer import IncrementalDetokenizer
-from services.tokenizer.tokenization import ByteTokenizer, CharTokenizer
+from radixserve.services.tokenizer.detokenizer import IncrementalDetokenizer
+from radixserve.services.tokenizer.tokenization import ByteTokenizer, CharTokenizer
 
 REPLACEMENT = "\ufffd"
 PROPERTY = settings(

@@ -4,10 +4,9 @@ written as a GGUF ``llama`` tokenizer; both checked against sentencepiece itself
 from __future__ import annotations
 
 import pytest
-
-from services.common.model_source import ModelSource
-from services.tokenizer.chat_template import render_chat_for
-from services.tokenizer.tokenization import load_tokenizer
+from radixserve.services.common.model_source import ModelSource
+from radixserve.services.tokenizer.chat_template import render_chat_for
+from radixserve.services.tokenizer.tokenization import load_tokenizer
 
 SAMPLES = [
     "the quick brown fox",

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from radixserve.services.common.model_source import ModelSource, resolve_model
+from radixserve.services.tokenizer.tokenization import CharTokenizer, load_tokenizer
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-from services.common.model_source import ModelSource, resolve_model
-from services.tokenizer.tokenization import CharTokenizer, load_tokenizer
 
 from .conftest import corpus_lines
 

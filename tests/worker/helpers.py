@@ -7,10 +7,9 @@ import json
 import os
 
 import torch
+from radixserve.services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
+from radixserve.services.worker.engine import ModelRunner
 from transformers import LlamaConfig, LlamaForCausalLM
-
-from services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
-from services.worker.engine import ModelRunner
 
 GREEDY = SamplingParams(temperature=0.0)
 

@@ -13,9 +13,8 @@ import random
 
 import pytest
 import torch
-
-from services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
-from services.worker.engine import ModelRunner, RunnerConfig
+from radixserve.services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
+from radixserve.services.worker.engine import ModelRunner, RunnerConfig
 
 pytestmark = [
     pytest.mark.gpu,

@@ -6,29 +6,29 @@ import json
 
 import pytest
 import torch
-from transformers import LlamaConfig
-from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
-
-from kernels.rotary_embedding import rope_inv_freq
-from services.common.model_source import ModelSource
-from services.common.types import SamplingParams
-from services.worker.attention import get_backend_class
-from services.worker.cuda_graph import DecodeGraphs
-from services.worker.layers import (
+from radixserve.kernels.rotary_embedding import rope_inv_freq
+from radixserve.services.common.model_source import ModelSource
+from radixserve.services.common.types import SamplingParams
+from radixserve.services.worker.attention import get_backend_class
+from radixserve.services.worker.cuda_graph import DecodeGraphs
+from radixserve.services.worker.layers import (
     ColumnParallelLinear,
     MergedColumnParallelLinear,
     QKVParallelLinear,
     RowParallelLinear,
 )
-from services.worker.layers.ops import get_ops
-from services.worker.layers.rotary import RotaryEmbedding
-from services.worker.loader import dummy, load_model
-from services.worker.model_config import ModelConfig
-from services.worker.models import get_model_class
-from services.worker.rows import RowTable
-from services.worker.runner_config import pick_backend
-from services.worker.sampling import Sampler
+from radixserve.services.worker.layers.ops import get_ops
+from radixserve.services.worker.layers.rotary import RotaryEmbedding
+from radixserve.services.worker.loader import dummy, load_model
+from radixserve.services.worker.model_config import ModelConfig
+from radixserve.services.worker.models import get_model_class
+from radixserve.services.worker.rows import RowTable
+from radixserve.services.worker.runner_config import pick_backend
+from radixserve.services.worker.sampling import Sampler
+from transformers import LlamaConfig
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
 from tests.worker.conftest import LLAMA3_SCALING
 
 

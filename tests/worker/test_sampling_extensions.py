@@ -6,10 +6,9 @@ import itertools
 
 import pytest
 import torch
-
-from services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
-from services.worker.engine import ModelRunner, RunnerConfig
-from services.worker.penalties import PenaltyBank, apply_penalties
+from radixserve.services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
+from radixserve.services.worker.engine import ModelRunner, RunnerConfig
+from radixserve.services.worker.penalties import PenaltyBank, apply_penalties
 
 E, D = ForwardMode.EXTEND, ForwardMode.DECODE
 PROMPT = [77] * 8  # greedy repeats itself after it: [28, 28, 28, ...]

@@ -8,8 +8,7 @@ import time
 
 import pytest
 import torch
-
-from services.worker.layers import (
+from radixserve.services.worker.layers import (
     ColumnParallelLinear,
     LMHead,
     MergedColumnParallelLinear,
@@ -17,8 +16,9 @@ from services.worker.layers import (
     RowParallelLinear,
     VocabEmbedding,
 )
-from services.worker.model_config import ModelConfig
-from services.worker.parallel import check_tp
+from radixserve.services.worker.model_config import ModelConfig
+from radixserve.services.worker.parallel import check_tp
+
 from tests.worker.tp_helpers import rank_generate, run_ranks
 
 pytestmark = pytest.mark.timeout(120)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
-from services.common.config import env_name, parse_config
-from services.worker.config import WorkerConfig
-from services.worker.runner_config import RunnerConfig
+from radixserve.services.common.config import env_name, parse_config
+from radixserve.services.worker.config import WorkerConfig
+from radixserve.services.worker.runner_config import RunnerConfig
 
 
 def test_every_runner_setting_is_a_worker_flag_and_env(monkeypatch):

@@ -1,4 +1,4 @@
 """Tokenizer backends: one module per vocabulary format, all behind :class:`base.Tokenizer`.
 
-``services.tokenizer.tokenization.load_tokenizer`` picks one from a ``ModelSource``.
+``radixserve.services.tokenizer.tokenization.load_tokenizer`` picks one from a ``ModelSource``.
 """

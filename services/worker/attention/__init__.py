@@ -5,13 +5,13 @@ from __future__ import annotations
 import importlib
 import logging
 
-from services.worker.attention.base import AttentionBackend
+from radixserve.services.worker.attention.base import AttentionBackend
 
 logger = logging.getLogger(__name__)
 
 _BACKENDS: dict[str, str] = {
-    "torch": "services.worker.attention.torch_backend:TorchAttentionBackend",
-    "triton": "services.worker.attention.triton_backend:TritonAttentionBackend",
+    "torch": "radixserve.services.worker.attention.torch_backend:TorchAttentionBackend",
+    "triton": "radixserve.services.worker.attention.triton_backend:TritonAttentionBackend",
 }
 
 

@@ -6,9 +6,8 @@ import logging
 from abc import ABC, abstractmethod
 
 import torch
-
-from services.worker.forward_context import ForwardContext
-from services.worker.kv_pool import KVPool
+from radixserve.services.worker.forward_context import ForwardContext
+from radixserve.services.worker.kv_pool import KVPool
 
 logger = logging.getLogger(__name__)
 

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-from services.worker.attention.base import AttentionBackend
-from services.worker.forward_context import ForwardContext
-from services.worker.kv_pool import KVPool
+from radixserve.services.worker.attention.base import AttentionBackend
+from radixserve.services.worker.forward_context import ForwardContext
+from radixserve.services.worker.kv_pool import KVPool
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +54,9 @@ class TorchAttentionBackend(AttentionBackend):
 
     def __init__(self, kv_pool: KVPool, num_heads: int, head_dim: int) -> None:
         super().__init__(kv_pool, num_heads, head_dim)
-        from kernels.store_kv import store_kv_ref  # the reference KV store (see layers.ops)
+        from radixserve.kernels.store_kv import (
+            store_kv_ref,  # the reference KV store (see layers.ops)
+        )
 
         self._store_kv = store_kv_ref
 

@@ -13,9 +13,8 @@ import os
 from dataclasses import dataclass
 
 import torch
-
-from services.worker.attention.base import AttentionBackend
-from services.worker.forward_context import ForwardContext
+from radixserve.services.worker.attention.base import AttentionBackend
+from radixserve.services.worker.forward_context import ForwardContext
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +39,9 @@ class TritonAttentionBackend(AttentionBackend):
 
     def __init__(self, kv_pool, num_heads: int, head_dim: int) -> None:
         super().__init__(kv_pool, num_heads, head_dim)
-        import kernels  # NOTE: imported here so TRITON_INTERPRET set by the caller is honoured
+        from radixserve import (
+            kernels,  # NOTE: imported here so TRITON_INTERPRET set by the caller is honoured
+        )
 
         self._k = kernels
         self._graph_kv_indices: torch.Tensor | None = None  # set by init_cuda_graph_state

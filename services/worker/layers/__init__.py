@@ -3,17 +3,17 @@
 Sampling lives in ``services.worker.sampling`` (it needs per-request state).
 """
 
-from services.worker.layers.activation import SiluAndMul
-from services.worker.layers.embedding import LMHead, VocabEmbedding
-from services.worker.layers.linear import (
+from radixserve.services.worker.layers.activation import SiluAndMul
+from radixserve.services.worker.layers.embedding import LMHead, VocabEmbedding
+from radixserve.services.worker.layers.linear import (
     ColumnParallelLinear,
     MergedColumnParallelLinear,
     QKVParallelLinear,
     ReplicatedLinear,
     RowParallelLinear,
 )
-from services.worker.layers.norm import RMSNorm
-from services.worker.layers.rotary import RotaryEmbedding
+from radixserve.services.worker.layers.norm import RMSNorm
+from radixserve.services.worker.layers.rotary import RotaryEmbedding
 
 __all__ = [
     "ColumnParallelLinear",

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 
 import torch
+from radixserve.services.worker.forward_context import ForwardContext
 from torch import nn
-
-from services.worker.forward_context import ForwardContext
 
 logger = logging.getLogger(__name__)
 

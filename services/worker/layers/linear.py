@@ -26,12 +26,11 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from radixserve.services.worker.parallel.shapes import kv_head_start, local_heads
 from torch import nn
 
-from services.worker.parallel.shapes import kv_head_start, local_heads
-
 if TYPE_CHECKING:
-    from services.worker.parallel.group import TPGroup
+    from radixserve.services.worker.parallel.group import TPGroup
 
 logger = logging.getLogger(__name__)
 

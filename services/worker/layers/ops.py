@@ -72,7 +72,7 @@ def _adapt(
 
 def _kernels() -> ModuleType:
     # NOTE: imported on first use, so TRITON_INTERPRET set by the caller (tests) is honoured.
-    import kernels
+    from radixserve import kernels
 
     return kernels
 

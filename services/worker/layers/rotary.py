@@ -10,9 +10,8 @@ import logging
 from typing import Any
 
 import torch
+from radixserve.services.worker.layers.ops import Ops, get_ops
 from torch import nn
-
-from services.worker.layers.ops import Ops, get_ops
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +30,9 @@ class RotaryEmbedding(nn.Module):
         ops: Ops | None = None,
     ) -> None:
         super().__init__()
-        from kernels.rotary_embedding import build_cos_sin_cache  # NOTE: see ops._kernels
+        from radixserve.kernels.rotary_embedding import (
+            build_cos_sin_cache,  # NOTE: see ops._kernels
+        )
 
         self.head_dim, self.is_neox = head_dim, is_neox
         self.ops = ops or get_ops()

@@ -9,16 +9,15 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
-
-from services.common.model_source import ModelSource
-from services.worker.layers.ops import Ops
-from services.worker.loader import dummy, hf
-from services.worker.model_config import ModelConfig
-from services.worker.models import CausalLM, get_model_class
-from services.worker.parallel.shapes import check_tp
+from radixserve.services.common.model_source import ModelSource
+from radixserve.services.worker.layers.ops import Ops
+from radixserve.services.worker.loader import dummy, hf
+from radixserve.services.worker.model_config import ModelConfig
+from radixserve.services.worker.models import CausalLM, get_model_class
+from radixserve.services.worker.parallel.shapes import check_tp
 
 if TYPE_CHECKING:
-    from services.worker.parallel.group import TPGroup
+    from radixserve.services.worker.parallel.group import TPGroup
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 
 def _gguf():  # noqa: ANN202 - the gguf package is only needed for .gguf files
-    from services.worker.loader import gguf
+    from radixserve.services.worker.loader import gguf
 
     return gguf
 

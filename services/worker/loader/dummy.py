@@ -8,9 +8,8 @@ import os
 import zlib
 
 import torch
+from radixserve.services.worker.model_config import ModelConfig
 from torch import nn
-
-from services.worker.model_config import ModelConfig
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,8 @@ from typing import Any
 import gguf
 import numpy as np
 import torch
-
-from services.worker.loader.progress import log_progress
-from services.worker.model_config import ModelConfig
+from radixserve.services.worker.loader.progress import log_progress
+from radixserve.services.worker.model_config import ModelConfig
 
 logger = logging.getLogger(__name__)
 

@@ -9,10 +9,9 @@ import os
 from collections.abc import Iterator
 
 import torch
+from radixserve.services.worker.loader.progress import log_progress
+from radixserve.services.worker.model_config import ModelConfig
 from safetensors import safe_open
-
-from services.worker.loader.progress import log_progress
-from services.worker.model_config import ModelConfig
 
 logger = logging.getLogger(__name__)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import importlib
 import logging
 
-from services.worker.models.base import CausalLM
+from radixserve.services.worker.models.base import CausalLM
 
 logger = logging.getLogger(__name__)
 
 _MODELS: dict[str, str] = {
-    "LlamaForCausalLM": "services.worker.models.llama:LlamaForCausalLM",
+    "LlamaForCausalLM": "radixserve.services.worker.models.llama:LlamaForCausalLM",
 }
 
 

@@ -7,10 +7,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
 import torch
+from radixserve.services.worker.forward_context import ForwardContext
+from radixserve.services.worker.model_config import ModelConfig
 from torch import nn
-
-from services.worker.forward_context import ForwardContext
-from services.worker.model_config import ModelConfig
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,8 @@ import logging
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
-
-from services.worker.forward_context import ForwardContext
-from services.worker.layers import (
+from radixserve.services.worker.forward_context import ForwardContext
+from radixserve.services.worker.layers import (
     LMHead,
     MergedColumnParallelLinear,
     QKVParallelLinear,
@@ -19,13 +17,14 @@ from services.worker.layers import (
     SiluAndMul,
     VocabEmbedding,
 )
-from services.worker.layers.attention import PagedAttention
-from services.worker.layers.ops import Ops
-from services.worker.model_config import ModelConfig
-from services.worker.models.base import CausalLM
+from radixserve.services.worker.layers.attention import PagedAttention
+from radixserve.services.worker.layers.ops import Ops
+from radixserve.services.worker.model_config import ModelConfig
+from radixserve.services.worker.models.base import CausalLM
+from torch import nn
 
 if TYPE_CHECKING:
-    from services.worker.parallel.group import TPGroup
+    from radixserve.services.worker.parallel.group import TPGroup
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,12 @@ This package's top level imports no torch (the gRPC server imports it before the
 the group is ``services.worker.parallel.group.TPGroup``.
 """
 
-from services.worker.parallel.errors import GroupError
-from services.worker.parallel.shapes import check_tp, kv_head_start, local_heads, vocab_shard
+from radixserve.services.worker.parallel.errors import GroupError
+from radixserve.services.worker.parallel.shapes import (
+    check_tp,
+    kv_head_start,
+    local_heads,
+    vocab_shard,
+)
 
 __all__ = ["GroupError", "check_tp", "kv_head_start", "local_heads", "vocab_shard"]

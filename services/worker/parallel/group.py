@@ -102,7 +102,7 @@ class TPGroup:
         one-shot path over NVLink peer buffers (``symm_mem.py``); the rest stays on NCCL."""
         if self.size == 1 or self.device.type != "cuda":
             return
-        from services.worker.parallel.symm_mem import SymmMemAllReduce
+        from radixserve.services.worker.parallel.symm_mem import SymmMemAllReduce
 
         name = (self._group or dist.group.WORLD).group_name
         hook = SymmMemAllReduce.create(name, self.device, dtype)

@@ -10,7 +10,7 @@ import logging
 import os
 from typing import Any
 
-from services.worker.parallel.topology import Topology, resolve_topology
+from radixserve.services.worker.parallel.topology import Topology, resolve_topology
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class TPLaunch:
     """This host's part of the group: spawns its followers; its first rank runs in-process."""
 
     def __init__(self, cfg: Any, runner_cfg: Any) -> None:
-        from services.worker.parallel.worker_group import WorkerGroup
+        from radixserve.services.worker.parallel.worker_group import WorkerGroup
 
         self.cfg, self.runner_cfg = cfg, runner_cfg
         self.topo: Topology = resolve_topology(
@@ -53,8 +53,8 @@ class TPLaunch:
 
     def build_leader(self, registry: Any) -> Any:
         """Rank 0's runner (blocks until every rank joined the group)."""
-        from services.worker.metrics import TPMetrics
-        from services.worker.parallel.worker_group import LeaderRunner, build_rank
+        from radixserve.services.worker.metrics import TPMetrics
+        from radixserve.services.worker.parallel.worker_group import LeaderRunner, build_rank
 
         runner = build_rank(self.runner_cfg, self.topo, 0, self.cfg.tp_timeout)
         self.leader = LeaderRunner(runner, self.workers.fail, TPMetrics(0, registry))
@@ -62,9 +62,9 @@ class TPLaunch:
 
     async def run_follower_host(self) -> TPHandle:
         """A host whose first rank is a follower: that rank runs on a thread of this process."""
-        from services.common.metrics import serve_metrics
-        from services.worker.metrics import TPMetrics
-        from services.worker.parallel.worker_group import build_rank, follower_loop
+        from radixserve.services.common.metrics import serve_metrics
+        from radixserve.services.worker.metrics import TPMetrics
+        from radixserve.services.worker.parallel.worker_group import build_rank, follower_loop
 
         def follow() -> None:
             runner = build_rank(self.runner_cfg, self.topo, self.rank, self.cfg.tp_timeout)
@@ -103,8 +103,8 @@ class TPHandle:
 
 def _check_model(runner_cfg: Any, tp: int) -> None:
     """ValueError naming the head count and the TP size, before any rank starts."""
-    from services.common.model_source import resolve_model
-    from services.worker.loader import read_config
-    from services.worker.parallel.shapes import check_tp
+    from radixserve.services.common.model_source import resolve_model
+    from radixserve.services.worker.loader import read_config
+    from radixserve.services.worker.parallel.shapes import check_tp
 
     check_tp(read_config(resolve_model(runner_cfg.model, runner_cfg.load_format)), tp)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from services.worker.model_config import ModelConfig
+from radixserve.services.worker.model_config import ModelConfig
 
 logger = logging.getLogger(__name__)
 

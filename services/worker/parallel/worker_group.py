@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from services.worker.parallel.errors import GroupError
-from services.worker.parallel.group import TPGroup
-from services.worker.parallel.topology import Topology
+from radixserve.services.worker.parallel.errors import GroupError
+from radixserve.services.worker.parallel.group import TPGroup
+from radixserve.services.worker.parallel.topology import Topology
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def rank_device(device: str, topo: Topology, rank: int) -> str:
 
 def build_rank(runner_cfg: Any, topo: Topology, rank: int, timeout_s: float) -> Any:
     """Join the group as ``rank`` and build this rank's ModelRunner (its weight shards)."""
-    from services.worker.engine import ModelRunner
+    from radixserve.services.worker.engine import ModelRunner
 
     cfg = replace(runner_cfg, device=rank_device(runner_cfg.device, topo, rank))
     group = TPGroup.init(rank, topo.world_size, cfg.device, topo.init_method, timeout_s)
@@ -150,9 +150,9 @@ def follower_main(
 ) -> None:
     """Entry of a follower child process (spawn)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from services.common.logs import setup_logging
-    from services.common.metrics import serve_metrics
-    from services.worker.metrics import TPMetrics
+    from radixserve.services.common.logs import setup_logging
+    from radixserve.services.common.metrics import serve_metrics
+    from radixserve.services.worker.metrics import TPMetrics
 
     setup_logging(f"worker-rank{rank}")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches rank 0, which stops us
