@@ -40,7 +40,8 @@ def test_every_image_is_built_by_a_target_that_runs_its_command(overlay: str) ->
     for where, spec, c in containers(render(overlay)):
         assert c["image"] in images, f"{overlay} {where}: `make images` does not build {c['image']}"
         stage = targets[images[c["image"]]]
-        module = c["command"][2].replace(".", "/")
+        # radixserve.services.x runs services/x/__main__.py (radixserve/__init__.py maps it)
+        module = c["command"][2].removeprefix("radixserve.").replace(".", "/")
         # The target (or the stage it extends) has the venv's python on PATH, /app as working
         # directory, the code and the generated stubs, and runs as the pod's user.
         text = stage + "".join(
@@ -48,6 +49,7 @@ def test_every_image_is_built_by_a_target_that_runs_its_command(overlay: str) ->
         )
         assert "PATH=/opt/venv/bin:$PATH" in text and "WORKDIR /app" in text, where
         assert "COPY services/ services/" in text, where
+        assert "COPY radixserve/__init__.py" in targets["protos"], where
         assert "COPY --from=protos /src/radixserve/ radixserve/" in text, where
         assert (ROOT / module / "__main__.py").exists(), where
         user = spec["securityContext"]["runAsUser"]
