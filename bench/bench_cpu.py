@@ -42,18 +42,8 @@ def hf_model_from_gguf() -> torch.nn.Module:
     """transformers' Llama holding the embedded GGUF's tensors, dequantized to float32."""
     from radixserve.services.common.model_source import embedded_gguf_path
     from radixserve.services.worker.loader import gguf as gguf_loader
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    reader, config = gguf_loader.open_gguf(embedded_gguf_path())
-    hf_config = LlamaConfig(**{**config.to_hf_dict(), "eos_token_id": None})
-    with torch.device("meta"):
-        model = LlamaForCausalLM(hf_config)
-    tensors = dict(gguf_loader.iter_weights(reader, config))
-    tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]
-    model.load_state_dict(tensors, strict=True, assign=True)
-    # NOTE: the rotary buffers were built on the meta device; rebuild them on the CPU.
-    model.model.rotary_emb = type(model.model.rotary_emb)(config=hf_config)
-    return model.float().eval()
+    return gguf_loader.transformers_llama(embedded_gguf_path()).float()
 
 
 def prompts(batch: int, length: int, seed: int) -> list[list[int]]:

@@ -9,7 +9,6 @@ from radixserve.services.common.model_source import embedded_gguf_path
 from radixserve.services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
 from radixserve.services.worker.engine import ModelRunner, RunnerConfig
 from radixserve.services.worker.loader import gguf as gguf_loader
-from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
 
 from tests.worker.conftest import TINY_VARIANTS
@@ -41,20 +40,6 @@ def test_tiny_llama_logprob_matches_transformers(tiny_models):
     assert abs(out.logprobs[0] - float(ref.max())) < 1e-4
 
 
-def _hf_from_gguf(runner: ModelRunner) -> LlamaForCausalLM:
-    """transformers' Llama on our GGUF loader's tensors (HF names, before fusion)."""
-    path = embedded_gguf_path()
-    reader, config = gguf_loader.open_gguf(path)
-    hf_config = LlamaConfig(**{**config.to_hf_dict(), "eos_token_id": None})
-    with torch.device("meta"):
-        model = LlamaForCausalLM(hf_config)
-    tensors = dict(gguf_loader.iter_weights(reader, config))
-    tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]
-    model.load_state_dict(tensors, strict=True, assign=True)
-    model.model.rotary_emb = type(model.model.rotary_emb)(config=hf_config)
-    return model.eval()
-
-
 def test_unpermute_matches_transformers():
     """Our q/k un-permute equals transformers' own GGUF reverse permutation."""
     rng = np.random.default_rng(0)
@@ -68,7 +53,7 @@ def test_unpermute_matches_transformers():
 
 
 def test_embedded_gguf_matches_transformers(embedded_runner):
-    hf_model = _hf_from_gguf(embedded_runner)
+    hf_model = gguf_loader.transformers_llama(embedded_gguf_path())
     prompts = [
         [1, 504, 3458, 282, 4649, 314],
         [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 30],

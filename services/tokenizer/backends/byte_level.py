@@ -20,12 +20,13 @@ OFFSET = len(SPECIALS)
 BYTE_VOCAB = OFFSET + 256
 
 
-class ByteTokenizer(Tokenizer):
-    """UTF-8 bytes as tokens; no chat template (the default ChatML template applies)."""
+class StandInTokenizer(Tokenizer):
+    """What the dummy models' stand-in vocabularies share: the three specials first, matched in
+    the text; a subclass spells the rest (``_text_ids``, ``_spell``, ``decode``)."""
 
-    def __init__(self, vocab_size: int = BYTE_VOCAB, add_bos: bool = False) -> None:
+    def __init__(self, vocab_size: int, add_bos: bool) -> None:
         super().__init__(bos_token_id=1, eos_token_ids=(2,), add_bos=add_bos, chat_template=None)
-        self._vocab_size = max(vocab_size, BYTE_VOCAB)
+        self._vocab_size = vocab_size
         self._lookup = {t: i for i, t in enumerate(SPECIALS)}
 
     @property
@@ -43,8 +44,27 @@ class ByteTokenizer(Tokenizer):
             if i % 2:
                 ids.append(self._lookup[part])
             else:
-                ids.extend(OFFSET + b for b in part.encode("utf-8"))
+                ids.extend(self._text_ids(part))
         return ids
+
+    def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
+        return [self._spell(i) for i in ids]
+
+    def _text_ids(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def _spell(self, i: int) -> str:
+        raise NotImplementedError
+
+
+class ByteTokenizer(StandInTokenizer):
+    """UTF-8 bytes as tokens; no chat template (the default ChatML template applies)."""
+
+    def __init__(self, vocab_size: int = BYTE_VOCAB, add_bos: bool = False) -> None:
+        super().__init__(max(vocab_size, BYTE_VOCAB), add_bos)
+
+    def _text_ids(self, text: str) -> list[int]:
+        return [OFFSET + b for b in text.encode("utf-8")]
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         out = bytearray()
@@ -55,9 +75,6 @@ class ByteTokenizer(Tokenizer):
             elif OFFSET <= i < self._vocab_size:
                 out.append((i - OFFSET) % 256)
         return out.decode("utf-8", errors="replace")
-
-    def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
-        return [self._spell(i) for i in ids]
 
     def _spell(self, i: int) -> str:
         if 0 <= i < OFFSET:

@@ -23,8 +23,7 @@ import sys
 import unicodedata
 from collections.abc import Sequence
 
-from .base import Tokenizer
-from .byte_level import OFFSET, SPECIALS, _split_specials
+from .byte_level import OFFSET, SPECIALS, StandInTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +45,11 @@ def characters(count: int) -> tuple[str, ...]:
     return tuple(chars)
 
 
-class CharTokenizer(Tokenizer):
+class CharTokenizer(StandInTokenizer):
     """One printable character per id; no chat template (the default ChatML template applies)."""
 
     def __init__(self, vocab_size: int = MIN_VOCAB, add_bos: bool = False) -> None:
-        super().__init__(bos_token_id=1, eos_token_ids=(2,), add_bos=add_bos, chat_template=None)
-        self._vocab_size = max(vocab_size, MIN_VOCAB)
+        super().__init__(max(vocab_size, MIN_VOCAB), add_bos)
         self._chars = characters(self._vocab_size - OFFSET)
         if len(self._chars) < self._vocab_size - OFFSET:
             logger.info(
@@ -59,31 +57,12 @@ class CharTokenizer(Tokenizer):
                 len(self._chars), self._vocab_size,
             )  # fmt: skip
         self._ids = {ch: OFFSET + i for i, ch in enumerate(self._chars)}
-        self._ids.update({t: i for i, t in enumerate(SPECIALS)})
 
-    @property
-    def vocab_size(self) -> int:
-        return self._vocab_size
-
-    @property
-    def special_token_ids(self) -> frozenset[int]:
-        return frozenset(range(OFFSET))
-
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        ids = [1] if add_special_tokens and self.add_bos else []
-        # NOTE: the specials' spellings are matched in the text, like a real tokenizer would.
-        for i, part in enumerate(_split_specials(text)):
-            if i % 2:
-                ids.append(self._ids[part])
-            else:
-                ids.extend(self._ids.get(ch, 0) for ch in part)
-        return ids
+    def _text_ids(self, text: str) -> list[int]:
+        return [self._ids.get(ch, 0) for ch in text]
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         return "".join(self._spell(i) for i in ids if not (skip_special_tokens and 0 <= i < OFFSET))
-
-    def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
-        return [self._spell(i) for i in ids]
 
     def _spell(self, i: int) -> str:
         if 0 <= i < OFFSET:

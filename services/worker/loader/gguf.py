@@ -115,3 +115,21 @@ def iter_weights(
 def open_gguf(path: str) -> tuple[gguf.GGUFReader, ModelConfig]:
     reader = gguf.GGUFReader(path)
     return reader, read_config(reader)
+
+
+def transformers_llama(path: str) -> Any:
+    """transformers' ``LlamaForCausalLM`` on this loader's tensors (HF names, before fusion):
+    the reference for parity tests and the CPU benchmark. Needs transformers (a test extra)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    reader, config = open_gguf(path)
+    hf_config = LlamaConfig(**{**config.to_hf_dict(), "eos_token_id": None})
+    with torch.device("meta"):
+        model = LlamaForCausalLM(hf_config)
+    tensors = dict(iter_weights(reader, config))
+    if config.tie_word_embeddings:
+        tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]
+    model.load_state_dict(tensors, strict=True, assign=True)
+    # NOTE: the rotary buffers were built on the meta device; rebuild them on the CPU.
+    model.model.rotary_emb = type(model.model.rotary_emb)(config=hf_config)
+    return model.eval()
