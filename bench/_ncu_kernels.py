@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.bench_kernels import FFN, HIDDEN, HKV, HQ, SCALE, D, _decode_sets, _rand  # noqa: E402
 from radixserve.kernels import (  # noqa: E402
     build_cos_sin_cache,
     decode_attention,
@@ -23,8 +24,6 @@ from radixserve.kernels import (  # noqa: E402
     rotary_embedding,
     silu_and_mul,
 )
-
-from bench.bench_kernels import FFN, HIDDEN, HKV, HQ, SCALE, D, _decode_sets, _rand  # noqa: E402
 
 
 def _work() -> list:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench._kbench import Ceilings, Row, bench_graph_ms, bench_ms, measure_ceilings, rotation_sets  # noqa: E402
 from radixserve.kernels import (  # noqa: E402
     build_cos_sin_cache,
     build_kv_indices,
@@ -38,8 +39,6 @@ from radixserve.kernels import (  # noqa: E402
     store_kv,
 )
 from radixserve.kernels.kv_indices import build_kv_indptr  # noqa: E402
-
-from bench._kbench import Ceilings, Row, bench_graph_ms, bench_ms, measure_ceilings, rotation_sets  # noqa: E402
 
 logger = logging.getLogger("bench_kernels")
 

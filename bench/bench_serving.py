@@ -124,6 +124,7 @@ async def _first_model(client: httpx.AsyncClient, base_url: str) -> str:
 
 async def _grpc_sender(address: str) -> tuple[Send, Any]:
     import grpc
+
     from radixserve.v1 import tokenizer_pb2_grpc
 
     channel = grpc.aio.insecure_channel(address)

@@ -22,11 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bench_engine import core_for, drive, gpu_name  # noqa: E402
 from radixserve.services.common.types import Constraint, SamplingParams  # noqa: E402
 from radixserve.services.scheduler.request import Request  # noqa: E402
 from radixserve.services.worker.engine import ModelRunner, RunnerConfig  # noqa: E402
-
-from bench.bench_engine import core_for, drive, gpu_name  # noqa: E402
 
 SCHEMA = {
     "type": "object",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
 from radixserve.kernels._common import check, check_float, check_int, device_sms, next_pow2
 
 LOG2E = 1.4426950408889634

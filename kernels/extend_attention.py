@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
 from radixserve.kernels._common import check, check_float, check_int, next_pow2
 from radixserve.kernels.decode_attention import _attend_ref
 

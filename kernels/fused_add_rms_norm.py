@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
 from radixserve.kernels._common import check, check_float, check_last_contiguous
 from radixserve.kernels.rms_norm import MAX_N, norm_launch_config
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
 from radixserve.kernels._common import check, check_int
 
 BLOCK = 512

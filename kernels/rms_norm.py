@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+
 from radixserve.kernels._common import check, check_float, check_last_contiguous, next_pow2
 
 MAX_N = 65536

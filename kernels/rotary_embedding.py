@@ -21,6 +21,7 @@ import math
 import torch
 import triton
 import triton.language as tl
+
 from radixserve.kernels._common import check, check_float, check_int, next_pow2
 
 

@@ -18,6 +18,7 @@ import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from radixserve.services.common import security
 
 SERVICES = ("worker", "scheduler", "tokenizer")

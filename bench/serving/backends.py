@@ -118,6 +118,7 @@ async def openai_request(
 async def grpc_request(stub: Any, req: BenchRequest) -> RequestResult:
     """Streams one ``TokenizerService.Generate`` (token ids in, token ids out)."""
     import grpc
+
     from radixserve.v1 import common_pb2, tokenizer_pb2
 
     msg = tokenizer_pb2.GenerateRequest(

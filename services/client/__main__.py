@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 
 import grpc
+
 from radixserve.services.client.messages import chat_messages
 from radixserve.services.client.sdk import DEFAULT_ADDRESS, RadixClient
 

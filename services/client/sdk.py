@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+
 from radixserve.services.client.messages import (
     Completion,
     GenerateChunk,

@@ -7,6 +7,7 @@ import logging
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from radixserve.services.common.errors import RequestError
 
 logger = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
 from radixserve.services.common.metrics import LATENCY_BUCKETS
 
 logger = logging.getLogger(__name__)

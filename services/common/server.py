@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
+
 from radixserve.services.common import security
 from radixserve.services.common.interceptors import LoggingInterceptor, MetricsInterceptor
 from radixserve.services.common.security import GRPC_OPTIONS, MAX_MESSAGE_BYTES  # noqa: F401 (re-exported)

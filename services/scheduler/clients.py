@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import grpc
+
 from radixserve.services.common import pbconv
 from radixserve.services.common.grpc_util import require_address, wait_until_ready
 from radixserve.services.common.security import make_channel

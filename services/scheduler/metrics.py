@@ -10,6 +10,7 @@ result; ``sync`` turns the core's cumulative counters into Prometheus counter in
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
 from radixserve.services.common.metrics import (
     LATENCY_BUCKETS,
     REQUEST_BUCKETS,

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import grpc
+
 from radixserve.v1 import scheduler_pb2, worker_pb2
 
 logger = logging.getLogger(__name__)

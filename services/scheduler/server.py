@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
+
 from radixserve.services.common import pbconv
 from radixserve.services.common.metrics import serve_metrics
 from radixserve.services.common.server import ServiceServer

@@ -9,6 +9,7 @@ from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from radixserve.services.common import pbconv
 from radixserve.services.common.errors import InvalidArgument, Unavailable
 from radixserve.services.common.grpc_util import require_address, wait_until_ready

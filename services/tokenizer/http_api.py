@@ -27,6 +27,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
+
 from radixserve.services.common import security
 from radixserve.services.common.errors import InvalidArgument, NotFound, RequestError
 from radixserve.services.common.grammars import check_constraint
@@ -38,8 +41,6 @@ from radixserve.services.tokenizer.manager import Chunk
 from radixserve.services.tokenizer.metrics import TokenizerMetrics
 from radixserve.services.tokenizer.prompts import GenerateInput
 from radixserve.services.tokenizer.samples import expand, interleave
-from starlette.exceptions import HTTPException
-from starlette.middleware.cors import CORSMiddleware
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
 from radixserve.services.common.metrics import (
     ITL_BUCKETS,
     LATENCY_BUCKETS,

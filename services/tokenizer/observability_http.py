@@ -15,6 +15,7 @@ import grpc
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+
 from radixserve.services.tokenizer.metrics import ENDPOINT, TokenizerMetrics
 from radixserve.v1 import scheduler_pb2, worker_pb2
 

@@ -12,6 +12,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+
 from radixserve.services.common.errors import InvalidArgument
 from radixserve.services.common.types import (
     MAX_TOP_LOGPROBS,

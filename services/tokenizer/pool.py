@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 import grpc
+
 from radixserve.services.common.errors import Unavailable
 from radixserve.services.common.types import ModelInfo
 from radixserve.services.tokenizer.clients import SchedulerLink

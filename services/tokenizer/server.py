@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import grpc
 from prometheus_client import Gauge
+
 from radixserve.services.common import pbconv
 from radixserve.services.common.errors import InvalidArgument, RequestError
 from radixserve.services.common.grpc_util import abort_with

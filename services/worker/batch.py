@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
 from radixserve.services.common.types import ForwardMode, ReqInput, StepInput
 from radixserve.services.worker.forward_context import ForwardContext
 from radixserve.services.worker.kv_pool import KVPool, ReqToTokenTable

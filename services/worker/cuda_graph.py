@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 import torch
+
 from radixserve.services.common.types import ForwardMode
 from radixserve.services.worker.forward_context import ForwardContext
 

@@ -11,6 +11,7 @@ import logging
 import time
 
 import torch
+
 from radixserve.services.common.model_source import resolve_model
 from radixserve.services.common.types import (
     ForwardMode,

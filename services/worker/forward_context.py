@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
+
 from radixserve.services.common.types import ForwardMode
 
 if TYPE_CHECKING:

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+
 from radixserve.services.common.grammars import grammar_text
 from radixserve.services.common.model_source import ModelSource
 from radixserve.services.common.types import Constraint, SamplingParams
@@ -241,6 +242,7 @@ def _allow(bits: torch.Tensor, ids: Sequence[int], vocab_size: int) -> None:
 def load_ll_tokenizer(source: ModelSource, vocab_size: int, eos_ids: Sequence[int]):  # noqa: ANN201
     """An llguidance tokenizer for the model's vocabulary, sized to the LM head."""
     import llguidance
+
     from radixserve.services.tokenizer.tokenization import load_tokenizer
 
     tok = load_tokenizer(source)

@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
 from radixserve.services.common.metrics import (
     FRACTION_BUCKETS,
     LATENCY_BUCKETS,

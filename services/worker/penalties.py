@@ -17,6 +17,7 @@ import logging
 from collections.abc import Sequence
 
 import torch
+
 from radixserve.services.common.types import SamplingParams
 
 logger = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+
 from radixserve.v1 import worker_pb2
 
 logger = logging.getLogger(__name__)

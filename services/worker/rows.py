@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 import torch
+
 from radixserve.services.common.types import SamplingParams
 from radixserve.services.worker.penalties import PenaltyBank
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+
 from radixserve.services.worker.attention import AttentionBackend, get_backend_class, known_backends
 from radixserve.services.worker.kv_pool import KVPool
 from radixserve.services.worker.layers.ops import known_ops

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Sequence
 
 import torch
+
 from radixserve.services.common.types import SamplingParams, TopLogprobs
 
 logger = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+
 from radixserve.services.common import pbconv
 from radixserve.services.common.metrics import serve_metrics
 from radixserve.services.common.server import ServiceServer

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from radixserve.services.common.model_source import resolve_model
 from radixserve.services.common.types import (
     Constraint,

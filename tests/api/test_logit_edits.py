@@ -7,6 +7,7 @@ import tempfile
 
 import pytest
 import torch
+
 from radixserve.services.common.model_source import ModelSource
 from radixserve.services.common.types import Constraint, SamplingParams
 from radixserve.services.tokenizer.backends.char_vocab import CharTokenizer

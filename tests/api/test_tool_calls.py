@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from radixserve.services.common.grammars import check_constraint
 from radixserve.services.tokenizer.chat_template import render_chat
 from radixserve.services.tokenizer.tool_calls import ToolParser, call_grammar, detect_format

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 import grpc
 import openai
 import pytest
-from radixserve.v1 import scheduler_pb2, scheduler_pb2_grpc
 
+from radixserve.v1 import scheduler_pb2, scheduler_pb2_grpc
 from tests.stack import Stack, start_stack
 
 

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable
 
 import pytest
-from radixserve.services.client.sdk import AsyncRadixClient, RadixClient
 
+from radixserve.services.client.sdk import AsyncRadixClient, RadixClient
 from tests.e2e.conftest import wait_for
 from tests.stack import Stack
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from fastapi.testclient import TestClient
+
 from radixserve.services.common.types import ModelInfo
 from radixserve.services.tokenizer.backends.byte_level import ByteTokenizer
 from radixserve.services.tokenizer.frontend import Frontend

@@ -10,8 +10,8 @@ import grpc
 import httpx
 import openai
 import pytest
-from radixserve.v1 import tokenizer_pb2, tokenizer_pb2_grpc
 
+from radixserve.v1 import tokenizer_pb2, tokenizer_pb2_grpc
 from tests.e2e.conftest import wait_for
 from tests.stack import Stack
 

@@ -344,6 +344,7 @@ def test_grpc_sdk_structured_output(stack: Stack) -> None:
 
 def test_api_key_and_cors(stack: Stack) -> None:
     from fastapi.testclient import TestClient
+
     from radixserve.services.tokenizer.http_api import create_app
     from radixserve.services.tokenizer.metrics import TokenizerMetrics
 

@@ -17,12 +17,12 @@ import grpc
 import httpx
 import openai
 import pytest
+
 from radixserve.services.scheduler.config import SchedulerConfig
 from radixserve.services.scheduler.server import start_scheduler
 from radixserve.services.tokenizer.config import TokenizerConfig
 from radixserve.services.tokenizer.server import start_tokenizer
 from radixserve.v1 import worker_pb2, worker_pb2_grpc
-
 from tests.stack import Stack, free_port
 from tests.worker.tp_procs import alive, children, readiness, ready
 

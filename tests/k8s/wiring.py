@@ -8,7 +8,6 @@ from radixserve.services.common.config import add_config_arguments, env_name
 from radixserve.services.scheduler.config import SchedulerConfig
 from radixserve.services.tokenizer.config import TokenizerConfig
 from radixserve.services.worker.config import WorkerConfig
-
 from tests.k8s.manifests import Doc
 
 CONFIGS: dict[str, type] = {

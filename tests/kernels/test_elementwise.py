@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from radixserve.kernels import (
     build_kv_indices,
     build_kv_indices_ref,
@@ -12,7 +13,6 @@ from radixserve.kernels import (
     store_kv,
     store_kv_ref,
 )
-
 from tests.kernels.utils import GPU_DTYPES, assert_close, cpu, device, gpu, poison
 
 

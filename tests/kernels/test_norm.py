@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from radixserve.kernels import fused_add_rms_norm, fused_add_rms_norm_ref, rms_norm, rms_norm_ref
 
+from radixserve.kernels import fused_add_rms_norm, fused_add_rms_norm_ref, rms_norm, rms_norm_ref
 from tests.kernels.utils import GPU_DTYPES, assert_close, cpu, device, gpu, poison
 
 

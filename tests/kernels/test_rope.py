@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-from radixserve.kernels import build_cos_sin_cache, rotary_embedding, rotary_embedding_ref
 
+from radixserve.kernels import build_cos_sin_cache, rotary_embedding, rotary_embedding_ref
 from tests.kernels.utils import GPU_DTYPES, assert_close, cpu, device, gpu
 
 LLAMA3 = {

@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from radixserve.services.scheduler.config import SchedulerConfig
 from radixserve.services.scheduler.server import start_scheduler
 from radixserve.services.worker.config import WorkerConfig
 from radixserve.services.worker.server import build_runner
 from radixserve.v1 import scheduler_pb2, scheduler_pb2_grpc
-
 from tests.stack import Stack, start_stack
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -18,9 +18,9 @@ import threading
 import grpc
 import openai
 import pytest
+
 from radixserve.v1 import common_pb2, tokenizer_pb2
 from radixserve.v1 import tokenizer_pb2_grpc as tok_grpc
-
 from tests.reliability.conftest import SERVING, http_status, readiness, wait_for
 from tests.stack import free_port
 

@@ -11,9 +11,9 @@ import grpc
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+
 from radixserve.v1 import common_pb2, tokenizer_pb2
 from radixserve.v1 import tokenizer_pb2_grpc as tok_grpc
-
 from tests.reliability.conftest import registered, wait_for
 
 CLIENT_CODES = {

@@ -7,9 +7,9 @@ import threading
 
 import grpc
 import openai
+
 from radixserve.v1 import common_pb2, tokenizer_pb2
 from radixserve.v1 import tokenizer_pb2_grpc as tok_grpc
-
 from tests.reliability.conftest import registered, wait_for
 
 

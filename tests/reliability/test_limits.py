@@ -14,9 +14,9 @@ import grpc
 import httpx
 import openai
 import pytest
+
 from radixserve.v1 import common_pb2, tokenizer_pb2
 from radixserve.v1 import tokenizer_pb2_grpc as tok_grpc
-
 from tests.reliability.conftest import registered, wait_for
 
 MB = 1024 * 1024

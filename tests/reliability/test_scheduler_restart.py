@@ -13,9 +13,9 @@ import time
 import grpc
 import openai
 import pytest
+
 from radixserve.v1 import common_pb2, tokenizer_pb2
 from radixserve.v1 import tokenizer_pb2_grpc as tok_grpc
-
 from tests.reliability.conftest import (
     SERVING,
     http_status,

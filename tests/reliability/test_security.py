@@ -17,6 +17,7 @@ import httpx
 import openai
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from radixserve.services.common import security
 from radixserve.services.common.security import TOKEN_HEADER, SecurityConfig
 from radixserve.v1 import (
@@ -28,7 +29,6 @@ from radixserve.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
-
 from tests.reliability.conftest import WORKER
 from tests.stack import start_stack
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import concurrent.futures
 
 import pytest
+
 from radixserve.services.worker.config import WorkerConfig
 from radixserve.services.worker.server import start_worker
-
 from tests.reliability.conftest import (
     SERVING,
     WORKER,

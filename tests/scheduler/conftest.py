@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from radixserve.services.common.types import ModelInfo, SamplingParams
 from radixserve.services.scheduler.request import Request
 from radixserve.services.scheduler.scheduler import Scheduler, SchedulerCoreConfig

@@ -8,7 +8,6 @@ import logging
 
 from radixserve.services.common.types import ModelInfo, StepInput, StepOutput
 from radixserve.services.scheduler.engine_io import StepFailed, WorkerGone
-
 from tests.scheduler.fake_worker import FakeWorker
 
 logger = logging.getLogger(__name__)

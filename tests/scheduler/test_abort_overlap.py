@@ -4,9 +4,9 @@ import random
 from collections import deque
 
 import pytest
+
 from radixserve.services.scheduler.request import FinishKind
 from radixserve.services.scheduler.scheduler import Scheduler, SchedulerCoreConfig
-
 from tests.scheduler.conftest import assert_no_leak, make_info, make_req
 from tests.scheduler.fake_worker import FakeWorker, drive, reference
 

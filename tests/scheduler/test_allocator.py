@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from radixserve.services.scheduler.allocator import KVAllocator, RowAllocator
 
 

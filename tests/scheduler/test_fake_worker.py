@@ -4,8 +4,8 @@ request's first step (sampling set) starts its row over, so a row can be reused 
 from __future__ import annotations
 
 import pytest
-from radixserve.services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
 
+from radixserve.services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
 from tests.scheduler.conftest import make_info
 from tests.scheduler.fake_worker import FakeWorker
 

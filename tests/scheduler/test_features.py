@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import pytest
+
 from radixserve.services.common.types import ForwardMode
 from radixserve.services.scheduler.policy import make_schedule_policy
 from radixserve.services.scheduler.request import FinishKind
 from radixserve.services.scheduler.scheduler import Scheduler, SchedulerCoreConfig
-
 from tests.scheduler.conftest import assert_no_leak, make_info, make_req
 from tests.scheduler.fake_worker import FakeWorker, drive, reference
 

@@ -7,6 +7,7 @@ import asyncio
 
 import grpc
 import pytest
+
 from radixserve.services.common.types import ForwardMode, ReqInput, StepInput
 from radixserve.services.scheduler.clients import ForwardStream
 from radixserve.services.scheduler.engine_io import StepFailed, WorkerGone

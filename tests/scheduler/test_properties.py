@@ -6,6 +6,7 @@ from __future__ import annotations
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
 from radixserve.services.common.types import SamplingParams
 from radixserve.services.scheduler.memory import KVManager
 from radixserve.services.scheduler.request import Request

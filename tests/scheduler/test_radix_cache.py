@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from radixserve.services.scheduler.eviction import make_eviction_policy
 from radixserve.services.scheduler.radix_cache import RadixCache
 

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
+
 from radixserve.services.common.types import ForwardMode, StepOutput
 from radixserve.services.scheduler.request import FinishKind
 from radixserve.services.scheduler.scheduler import Scheduler, SchedulerCoreConfig
-
 from tests.scheduler.conftest import assert_no_leak, make_info, make_req
 from tests.scheduler.fake_worker import FakeWorker, drive, reference
 

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+
 from radixserve.services.common.config import add_config_arguments, parse_config
 from radixserve.services.scheduler.config import SchedulerConfig, scheduler_config
 from radixserve.services.scheduler.core_config import SchedulerCoreConfig
-
 from tests.stack import free_port
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from radixserve.services.common.config import parse_config
 from radixserve.services.scheduler.config import SchedulerConfig
 from radixserve.services.worker.config import WorkerConfig

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from radixserve.services.common.errors import InvalidArgument
 from radixserve.services.common.model_source import resolve_model
 from radixserve.services.common.types import ModelInfo, SamplingParams

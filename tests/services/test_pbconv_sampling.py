@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from radixserve.services.common import pbconv
 from radixserve.services.common.errors import InvalidArgument
 from radixserve.services.common.types import (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from radixserve.services.common.types import ModelInfo, SamplingParams
 from radixserve.services.tokenizer.pool import SchedulerPool, check_same_model, parse_addresses
 from radixserve.services.tokenizer.prompts import GenerateInput

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+
 from radixserve.services.worker.config import WorkerConfig
 from radixserve.services.worker.metrics import WorkerMetrics
 from radixserve.services.worker.server import WorkerServicer, build_runner

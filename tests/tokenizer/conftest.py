@@ -8,6 +8,7 @@ import os
 import random
 
 import pytest
+
 from radixserve.services.common.model_source import ModelSource, embedded_gguf_path, resolve_model
 from radixserve.services.tokenizer.tokenization import Tokenizer, load_tokenizer
 

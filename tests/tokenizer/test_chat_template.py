@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from radixserve.services.tokenizer.chat_template import (
     DEFAULT_CHAT_TEMPLATE,
     ChatTemplateError,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from radixserve.services.tokenizer.detokenizer import IncrementalDetokenizer
 from radixserve.services.tokenizer.tokenization import ByteTokenizer, CharTokenizer
 

@@ -4,6 +4,7 @@ written as a GGUF ``llama`` tokenizer; both checked against sentencepiece itself
 from __future__ import annotations
 
 import pytest
+
 from radixserve.services.common.model_source import ModelSource
 from radixserve.services.tokenizer.chat_template import render_chat_for
 from radixserve.services.tokenizer.tokenization import load_tokenizer

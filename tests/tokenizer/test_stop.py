@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from radixserve.services.tokenizer.detokenizer import IncrementalDetokenizer
 from radixserve.services.tokenizer.stop import StopStringMatcher
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
 from radixserve.services.common.model_source import ModelSource, resolve_model
 from radixserve.services.tokenizer.tokenization import CharTokenizer, load_tokenizer
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from .conftest import corpus_lines
 

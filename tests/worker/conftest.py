@@ -11,7 +11,6 @@ if not torch.cuda.is_available():
 
 
 from radixserve.services.worker.engine import ModelRunner, RunnerConfig
-
 from tests.worker.helpers import save_tiny_llama
 
 LLAMA3_SCALING = {

@@ -7,9 +7,10 @@ import json
 import os
 
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
 from radixserve.services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
 from radixserve.services.worker.engine import ModelRunner
-from transformers import LlamaConfig, LlamaForCausalLM
 
 GREEDY = SamplingParams(temperature=0.0)
 

@@ -13,6 +13,7 @@ import random
 
 import pytest
 import torch
+
 from radixserve.services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
 from radixserve.services.worker.engine import ModelRunner, RunnerConfig
 

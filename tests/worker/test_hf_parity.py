@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
+
 from radixserve.services.common.model_source import embedded_gguf_path
 from radixserve.services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
 from radixserve.services.worker.engine import ModelRunner, RunnerConfig
 from radixserve.services.worker.loader import gguf as gguf_loader
-from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
-
 from tests.worker.conftest import TINY_VARIANTS
 from tests.worker.helpers import Driver, hf_greedy, hf_greedy_batch
 

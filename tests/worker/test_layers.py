@@ -6,6 +6,10 @@ import json
 
 import pytest
 import torch
+from transformers import LlamaConfig
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
 from radixserve.kernels.rotary_embedding import rope_inv_freq
 from radixserve.services.common.model_source import ModelSource
 from radixserve.services.common.types import SamplingParams
@@ -25,10 +29,6 @@ from radixserve.services.worker.models import get_model_class
 from radixserve.services.worker.rows import RowTable
 from radixserve.services.worker.runner_config import pick_backend
 from radixserve.services.worker.sampling import Sampler
-from transformers import LlamaConfig
-from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
-
 from tests.worker.conftest import LLAMA3_SCALING
 
 

@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import torch
+
 from radixserve.services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
 from radixserve.services.worker.engine import ModelRunner, RunnerConfig
 from radixserve.services.worker.penalties import PenaltyBank, apply_penalties

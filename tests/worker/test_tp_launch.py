@@ -11,11 +11,11 @@ import time
 
 import grpc
 import pytest
+
 from radixserve.services.worker.config import WorkerConfig
 from radixserve.services.worker.parallel.launch import wants_tp
 from radixserve.services.worker.parallel.topology import resolve_topology
 from radixserve.v1 import worker_pb2, worker_pb2_grpc
-
 from tests.stack import free_port
 from tests.worker.tp_procs import alive, children, ready
 

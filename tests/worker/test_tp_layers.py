@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+
 from radixserve.services.worker.layers import (
     ColumnParallelLinear,
     LMHead,
@@ -18,7 +19,6 @@ from radixserve.services.worker.layers import (
 )
 from radixserve.services.worker.model_config import ModelConfig
 from radixserve.services.worker.parallel import check_tp
-
 from tests.worker.tp_helpers import rank_generate, run_ranks
 
 pytestmark = pytest.mark.timeout(120)

@@ -6,10 +6,10 @@ import importlib
 
 import pytest
 import torch
+
 from radixserve.services.worker.cuda_graph import DecodeGraphs
 from radixserve.services.worker.engine import ModelRunner, RunnerConfig
 from radixserve.services.worker.runner_config import pick_backend, pick_ops
-
 from tests.worker.helpers import Driver
 
 pytest.importorskip("triton")

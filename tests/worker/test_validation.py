@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from radixserve.services.common.types import ForwardMode, ReqInput, StepInput
 
+from radixserve.services.common.types import ForwardMode, ReqInput, StepInput
 from tests.worker.helpers import GREEDY, Driver
 
 E, D = ForwardMode.EXTEND, ForwardMode.DECODE

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from radixserve.services.common.config import env_name, parse_config
 from radixserve.services.worker.config import WorkerConfig
 from radixserve.services.worker.runner_config import RunnerConfig

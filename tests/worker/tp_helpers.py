@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import torch
 import torch.multiprocessing as mp
+
 from radixserve.services.worker.parallel.group import TPGroup
 
 

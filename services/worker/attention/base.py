@@ -6,6 +6,7 @@ import logging
 from abc import ABC, abstractmethod
 
 import torch
+
 from radixserve.services.worker.forward_context import ForwardContext
 from radixserve.services.worker.kv_pool import KVPool
 

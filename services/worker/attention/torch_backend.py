@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
 from radixserve.services.worker.attention.base import AttentionBackend
 from radixserve.services.worker.forward_context import ForwardContext
 from radixserve.services.worker.kv_pool import KVPool

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+
 from radixserve.services.worker.attention.base import AttentionBackend
 from radixserve.services.worker.forward_context import ForwardContext
 

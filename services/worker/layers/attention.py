@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 import torch
-from radixserve.services.worker.forward_context import ForwardContext
 from torch import nn
+
+from radixserve.services.worker.forward_context import ForwardContext
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from radixserve.services.worker.parallel.shapes import vocab_shard
 from torch import nn
+
+from radixserve.services.worker.parallel.shapes import vocab_shard
 
 if TYPE_CHECKING:
     from radixserve.services.worker.parallel.group import TPGroup

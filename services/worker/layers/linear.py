@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from radixserve.services.worker.parallel.shapes import kv_head_start, local_heads
 from torch import nn
+
+from radixserve.services.worker.parallel.shapes import kv_head_start, local_heads
 
 if TYPE_CHECKING:
     from radixserve.services.worker.parallel.group import TPGroup

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 import torch
-from radixserve.services.worker.layers.ops import Ops, get_ops
 from torch import nn
+
+from radixserve.services.worker.layers.ops import Ops, get_ops
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,9 @@ import logging
 from typing import Any
 
 import torch
-from radixserve.services.worker.layers.ops import Ops, get_ops
 from torch import nn
+
+from radixserve.services.worker.layers.ops import Ops, get_ops
 
 logger = logging.getLogger(__name__)
 

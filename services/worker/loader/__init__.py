@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
+
 from radixserve.services.common.model_source import ModelSource
 from radixserve.services.worker.layers.ops import Ops
 from radixserve.services.worker.loader import dummy, hf

@@ -8,8 +8,9 @@ import os
 import zlib
 
 import torch
-from radixserve.services.worker.model_config import ModelConfig
 from torch import nn
+
+from radixserve.services.worker.model_config import ModelConfig
 
 logger = logging.getLogger(__name__)
 

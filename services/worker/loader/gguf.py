@@ -14,6 +14,7 @@ from typing import Any
 import gguf
 import numpy as np
 import torch
+
 from radixserve.services.worker.loader.progress import log_progress
 from radixserve.services.worker.model_config import ModelConfig
 

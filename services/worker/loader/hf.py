@@ -9,9 +9,10 @@ import os
 from collections.abc import Iterator
 
 import torch
+from safetensors import safe_open
+
 from radixserve.services.worker.loader.progress import log_progress
 from radixserve.services.worker.model_config import ModelConfig
-from safetensors import safe_open
 
 logger = logging.getLogger(__name__)
 

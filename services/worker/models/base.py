@@ -7,9 +7,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
 import torch
+from torch import nn
+
 from radixserve.services.worker.forward_context import ForwardContext
 from radixserve.services.worker.model_config import ModelConfig
-from torch import nn
 
 logger = logging.getLogger(__name__)
 

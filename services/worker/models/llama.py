@@ -6,6 +6,8 @@ import logging
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
+
 from radixserve.services.worker.forward_context import ForwardContext
 from radixserve.services.worker.layers import (
     LMHead,
@@ -21,7 +23,6 @@ from radixserve.services.worker.layers.attention import PagedAttention
 from radixserve.services.worker.layers.ops import Ops
 from radixserve.services.worker.model_config import ModelConfig
 from radixserve.services.worker.models.base import CausalLM
-from torch import nn
 
 if TYPE_CHECKING:
     from radixserve.services.worker.parallel.group import TPGroup
