@@ -13,6 +13,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -31,8 +32,12 @@ GROUPS = {
 SECTIONS = ["SpeedOfLight", "ComputeWorkloadAnalysis", "MemoryWorkloadAnalysis", "WarpStateStats"]
 SM = "sm__throughput.avg.pct_of_peak_sustained_elapsed"
 MEM = "gpu__compute_memory_throughput.avg.pct_of_peak_sustained_elapsed"
-DRAM = "dram__throughput.avg.pct_of_peak_sustained_elapsed"
+DRAM = (
+    "dram__throughput.avg.pct_of_peak_sustained_elapsed",
+    "gpu__dram_throughput.avg.pct_of_peak_sustained_elapsed",
+)  # names differ by ncu version
 TIME = "gpu__time_duration.sum"
+TO_US = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3, "second": 1e6}  # ncu picks the unit
 TENSOR = re.compile(r"sm__pipe_tensor\w*cycles_active\.avg\.pct_of_peak_sustained_active")
 STALL = re.compile(r"smsp__average_warps?_issue_stalled_(\w+)_per_issue_active\.ratio")
 NOT_STALLS = {"selected", "not_selected"}  # issuing, or eligible but another warp issued
@@ -48,7 +53,9 @@ def _num(text: str) -> float:
 def parse_raw_csv(text: str) -> list[dict]:
     """One row per kernel name from ``ncu --csv --page raw`` (rows averaged per name)."""
     lines = [ln for ln in text.splitlines() if ln.startswith('"')]  # drop ncu's ==PROF== lines
-    rows = list(csv.DictReader(io.StringIO("\n".join(lines))))[1:]  # row 0 holds the units
+    table_rows = list(csv.DictReader(io.StringIO("\n".join(lines))))
+    units, rows = (table_rows[0], table_rows[1:]) if table_rows else ({}, [])  # row 0: units
+    time_scale = TO_US.get(units.get(TIME, "nsecond"), float("nan"))
     by_name: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
         by_name[row["Kernel Name"]].append(row)
@@ -67,10 +74,10 @@ def parse_raw_csv(text: str) -> list[dict]:
         out.append({
             "kernel": name,
             "launches": len(group),
-            "time_us": mean(TIME) / 1e3,
+            "time_us": mean(TIME) * time_scale,
             "sm_pct": mean(SM),
             "memory_pct": mean(MEM),
-            "dram_pct": mean(DRAM),
+            "dram_pct": next((v for v in map(mean, DRAM) if v == v), float("nan")),
             "tensor_pct": max(tensor) if tensor else float("nan"),
             "top_stall": top,
         })  # fmt: skip
@@ -93,6 +100,17 @@ def table(groups: dict[str, list[dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _triton_env() -> dict[str, str]:
+    """Under ncu, Triton's own ``ldconfig -p`` (to find libcuda) aborts: name the folder for it."""
+    env = dict(os.environ)
+    if "TRITON_LIBCUDA_PATH" not in env:
+        out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+        hit = next((ln.split()[-1] for ln in out.splitlines() if "libcuda.so.1" in ln), None)
+        if hit:
+            env["TRITON_LIBCUDA_PATH"] = os.path.dirname(hit)
+    return env
+
+
 def profile_groups(args: argparse.Namespace) -> None:
     ncu = shutil.which("ncu")
     if ncu is None:
@@ -108,7 +126,7 @@ def profile_groups(args: argparse.Namespace) -> None:
         for section in SECTIONS:
             cmd += ["--section", section]
         print(f"ncu {group}: {' '.join(cmd[1:8])} ...", flush=True)
-        subprocess.run(cmd + workload, check=True)
+        subprocess.run(cmd + workload, check=True, env=_triton_env())
         raw = subprocess.run(
             [ncu, "--import", str(rep), "--csv", "--page", "raw"],
             check=True, capture_output=True, text=True,

@@ -37,6 +37,14 @@ def test_parse_raw_csv_averages_per_kernel_and_picks_top_stall():
     assert list(rows) == ["nvjet_hsh_128x256", "_decode_stage1_kernel"]  # by total time
 
 
+def test_time_follows_the_unit_row_and_dram_has_a_second_name():
+    raw = RAW.replace('"","","nsecond"', '"","","usecond"').replace(
+        '"dram__throughput', '"gpu__dram_throughput'
+    )
+    dec = {r["kernel"]: r for r in parse_raw_csv(raw)}["_decode_stage1_kernel"]
+    assert math.isclose(dec["time_us"], 11000.0) and math.isclose(dec["dram_pct"], 80.0)
+
+
 def test_table_and_groups():
     text = table({"attention": parse_raw_csv(RAW)[1:], "gemm": parse_raw_csv(RAW)[:1]})
     assert "| attention | `_decode_stage1_kernel` | 2 | 11.0 | 21 | 82 | 80 | 0 |" in text
