@@ -92,9 +92,12 @@ def shared_prefix_requests(args: argparse.Namespace, vocab: int, tag: str) -> li
     return reqs
 
 
-def offline_requests(args: argparse.Namespace, vocab: int, tag: str) -> list[Request]:
+def offline_requests(
+    args: argparse.Namespace, vocab: int, tag: str, sp: SamplingParams | None = None
+) -> list[Request]:
+    """``args.num_requests`` random prompts of ``args.input_len``; greedy and exact by default."""
     rng = random.Random(args.seed)
-    sp = SamplingParams(temperature=0, max_new_tokens=args.output_len, ignore_eos=True)
+    sp = sp or SamplingParams(temperature=0, max_new_tokens=args.output_len, ignore_eos=True)
     return [
         Request(
             rid=f"{tag}-{i}",

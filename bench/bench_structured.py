@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_engine import core_for, drive, gpu_name  # noqa: E402
+from bench.bench_engine import core_for, drive, gpu_name, offline_requests  # noqa: E402
 from radixserve.services.common.types import Constraint, SamplingParams  # noqa: E402
-from radixserve.services.scheduler.request import Request  # noqa: E402
 from radixserve.services.worker.engine import ModelRunner, RunnerConfig  # noqa: E402
 
 SCHEMA = {
@@ -46,18 +44,6 @@ class _Off:
     def start(self, *args: object) -> None: ...
     def release(self, *args: object) -> None: ...
     def clear(self) -> None: ...
-
-
-def requests(args: argparse.Namespace, vocab: int, tag: str, sp: SamplingParams) -> list[Request]:
-    rng = random.Random(args.seed)
-    return [
-        Request(
-            rid=f"{tag}-{i}",
-            input_ids=[rng.randrange(10, vocab) for _ in range(args.input_len)],
-            sampling=sp,
-        )
-        for i in range(args.num_requests)
-    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(name: str, sp: SamplingParams, on: bool) -> dict:
         runner.constraints = hook if on else _Off()  # type: ignore[assignment]
-        r = drive(runner, core_for(runner, True, args), requests(args, info.vocab_size, name, sp))
+        r = drive(
+            runner, core_for(runner, True, args), offline_requests(args, info.vocab_size, name, sp)
+        )
         print(f"  {name}: {r['output_tok_per_s']:.0f} output tok/s ({r['seconds']:.2f}s)")
         return r
 

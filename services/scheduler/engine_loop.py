@@ -270,4 +270,4 @@ class EngineLoop:
             self.metrics.retractions.inc(stats.num_retractions - self._retractions_seen)
             self._retractions_seen = stats.num_retractions
         if self.core is not None:
-            self.metrics.sync(self.core)
+            self.metrics.sync(self.core, stats)

@@ -127,12 +127,11 @@ class SchedulerMetrics(ServiceMetrics):
         if decode:
             self.step_decode_requests.observe(decode)
 
-    def sync(self, core: object) -> None:
-        """Reads the core's gauges and cumulative counters (cheap: a few attributes)."""
-        stats = core.stats()  # type: ignore[attr-defined]
-        self.gie_waiting.set(stats.waiting)
-        self.gie_running.set(stats.running)
-        self.gie_kv.set(stats.kv_usage)
+    def sync(self, core: object, stats: object) -> None:
+        """The core's ``stats`` (taken once per step by the loop) and cumulative counters."""
+        self.gie_waiting.set(stats.waiting)  # type: ignore[attr-defined]
+        self.gie_running.set(stats.running)  # type: ignore[attr-defined]
+        self.gie_kv.set(stats.kv_usage)  # type: ignore[attr-defined]
         self._add(self.cache_queries, "queries", getattr(core, "prompt_tokens_total", 0))
         self._add(self.cache_hits, "hits", getattr(core, "cached_tokens_total", 0))
         cache = getattr(getattr(core, "kv", None), "cache", None)
