@@ -15,21 +15,7 @@ from radixserve.services.tokenizer.limits import Limits
 from radixserve.services.tokenizer.manager import RequestManager
 from radixserve.services.tokenizer.prompts import GenerateInput
 from radixserve.services.tokenizer.tokenization import load_tokenizer
-
-
-class Upstream:
-    def __init__(self, fail: Exception | None = None) -> None:
-        self.fail = fail
-        self.added: list[str] = []
-        self.aborted: list[str] = []
-
-    def add(self, reqs):
-        if self.fail is not None:
-            raise self.fail
-        self.added += [r.rid for r in reqs]
-
-    def abort(self, rids):
-        self.aborted += list(rids)
+from tests.services.test_manager import FakeUpstream
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +31,7 @@ def _req(rid: str = "r", **sampling) -> GenerateInput:
     "error", [InvalidArgument("out of range", "top_k"), Unavailable("scheduler down")]
 )
 def test_a_request_refused_upstream_is_forgotten(tokenizer, error):
-    manager = RequestManager(tokenizer, Upstream(fail=error))
+    manager = RequestManager(tokenizer, FakeUpstream(fail=error))
     with pytest.raises(type(error)):
         manager.generate(_req())
     assert manager.num_running == 0
@@ -53,7 +39,7 @@ def test_a_request_refused_upstream_is_forgotten(tokenizer, error):
 
 def test_concurrency_bound_and_draining(tokenizer):
     async def go() -> None:
-        manager = RequestManager(tokenizer, Upstream(), max_running=2)
+        manager = RequestManager(tokenizer, FakeUpstream(), max_running=2)
         manager.generate_many([_req("a#0"), _req("a#1")])
         with pytest.raises(Overloaded):
             manager.generate(_req("b"))
@@ -80,7 +66,7 @@ def test_limits_name_the_field():
 
 def test_timeout_aborts_upstream_and_says_why(tokenizer):
     async def go() -> list:
-        upstream = Upstream()
+        upstream = FakeUpstream()
         manager = RequestManager(tokenizer, upstream, timeout=0.1)
         chunks = [c async for c in manager.generate(_req("slow"))]
         return chunks, upstream, manager

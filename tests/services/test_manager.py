@@ -17,11 +17,16 @@ INFO = ModelInfo("m", vocab_size=49152, max_context_len=64, num_slots=100, max_r
 
 
 class FakeUpstream:
-    def __init__(self) -> None:
+    """The scheduler link as the manager sees it; ``fail`` makes every add raise it."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.fail = fail
         self.added: list[str] = []
         self.aborted: list[str] = []
 
     def add(self, reqs):
+        if self.fail is not None:
+            raise self.fail
         self.added += [r.rid for r in reqs]
 
     def abort(self, rids):
