@@ -153,3 +153,33 @@ def test_sigterm_to_both_at_once_as_kubernetes_does(tmp_path):
         assert time.monotonic() - t0 < 30
     finally:
         _kill(worker, sched)
+
+
+@pytest.mark.slow  # a second engine's worker process loads the model (~10 s)
+@pytest.mark.timeout(240)
+def test_with_two_engines_new_requests_go_to_the_one_not_draining(runner, tmp_path):
+    other_worker = spawn_worker(tmp_path, drain=40)
+    other = spawn_scheduler(tmp_path, other_worker.address, drain=30)
+    with in_process_worker(runner) as worker_address:
+        sched = spawn_scheduler(tmp_path, worker_address, drain=30)
+        try:
+            for proc in (other_worker, other, sched):
+                wait_ready(proc)
+            with (
+                front_door(f"{sched.address},{other.address}") as door,
+                ThreadPoolExecutor(6) as pool,
+            ):
+                chunks: list[float] = []
+                futures = [pool.submit(stream, door, TOKENS, chunks) for _ in range(4)]
+                on_draining = lambda: scheduler_load(sched.address).running >= 1  # noqa: E731
+                assert wait_for(on_draining, timeout=60, every=0.02)
+                t0 = sched.sigterm()
+                # The link's next readiness probe (every second) takes the engine out of routing.
+                time.sleep(1.5)
+                assert [plain(door, 4) for _ in range(3)] == ["finished:length"] * 3
+                outcomes = [f.result(timeout=120) for f in futures]
+            assert outcomes == [("finished:length", TOKENS)] * 4, sched.tail()
+            assert max(chunks) > t0
+            assert sched.wait(30) == 0
+        finally:
+            _kill(sched, other, other_worker)
