@@ -3,6 +3,9 @@
 Each service runs in its own process with its peers' addresses as flags, exactly as it would run
 alone. Ctrl-C (SIGINT) or SIGTERM stops all three in order: the tokenizer drains first
 (``--drain-seconds``), then the scheduler and the worker stop; if one dies, the others stop too.
+NOTE: the order keeps their own drains short: once the front door is gone its Connect stream is
+closed (the scheduler aborts what it held, so it has nothing left to drain), and once the
+scheduler is gone the worker's step stream is closed (so the worker leaves at once).
 ``--model``/``--load-format`` go to the worker and the tokenizer; extra flags after ``--`` go to
 the worker alone (e.g. ``-- --num-slots 4096``).
 """

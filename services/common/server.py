@@ -95,7 +95,9 @@ def run_service(
     argv: list[str] | None = None,
 ) -> None:
     """What every ``python -m radixserve.services.<name>`` does: config, logging, start, serve
-    until a SIGINT/SIGTERM, stop. ``start(cfg)`` returns a handle with an async ``stop()``."""
+    until a SIGINT/SIGTERM, drain, stop. ``start(cfg)`` returns a handle with an async
+    ``stop()`` and optionally an async ``drain()`` (let in-flight work finish, refuse new work),
+    which the signal runs first."""
     from radixserve.services.common.config import parse_configs
     from radixserve.services.common.logs import setup_logging
 
@@ -113,6 +115,9 @@ def run_service(
         install_stop_signals(stop)
         running = await start(cfg)
         await stop.wait()
+        drain = getattr(running, "drain", None)
+        if drain is not None:
+            await drain()
         await running.stop()  # type: ignore[attr-defined]
 
     asyncio.run(serve())

@@ -33,12 +33,18 @@ class SchedulerConfig:
     reconnect_max_seconds: float = field(
         default=5.0, metadata={"help": "longest pause between reconnects to a lost worker"}
     )
+    drain_seconds: float = field(
+        default=30.0,
+        metadata={"help": "on SIGTERM, how long running and queued requests may finish"},
+    )
     core: SchedulerCoreConfig = field(default_factory=SchedulerCoreConfig)
 
     def __post_init__(self) -> None:
         for name in ("worker_wait_seconds", "step_timeout_seconds", "reconnect_max_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+        if self.drain_seconds < 0:
+            raise ValueError(f"drain_seconds: must be >= 0, got {self.drain_seconds}")
 
 
 _SERVICE_FIELDS = {f.name for f in dataclasses.fields(SchedulerConfig)} - {"core"}

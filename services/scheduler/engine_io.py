@@ -63,7 +63,8 @@ class Outputs:
 
 @dataclass
 class ClientStream:
-    """One tokenizer replica's Connect stream: its requests and its outbox of Outputs."""
+    """One tokenizer replica's Connect stream: its requests and its outbox of Outputs (None in
+    the outbox ends the stream: the scheduler is shutting down)."""
 
     client_id: int
     name: str = ""

@@ -11,6 +11,11 @@ rows and KV are lost, so every live request ends with an ERROR "worker unavailab
 is dropped, readiness turns NOT_SERVING and new requests are refused until the loop has
 reconnected (with backoff) and rebuilt the core from the new worker's info.
 
+NOTE (drain): after :meth:`EngineLoop.start_drain` (SIGTERM) readiness stays NOT_SERVING and new
+requests are refused, while the loop keeps stepping the running and queued ones; server.py waits
+for :attr:`EngineLoop.has_work` to clear (or the drain period to pass), then ends the rest with
+:meth:`EngineLoop.end_all`.
+
 NOTE (rejected step): a step the worker rejects wrote no KV, yet its prompt KV is already in the
 radix cache, where a later step may have matched it. So a rejected step ends every live request
 with an ERROR "worker step failed: ...", and a fresh core and stream start a new worker session
@@ -67,6 +72,7 @@ class EngineLoop:
         self.info: ModelInfo | None = None  # what clients are told (max_context_len: usable)
         self._worker_info: ModelInfo | None = None  # what the worker said
         self.ready = False
+        self.draining = False  # SIGTERM: running requests finish, new ones are refused
         self.down_reason = "worker unavailable: not connected yet"
         self.clients: dict[int, ClientStream] = {}
         self._ids = itertools.count(1)
@@ -95,6 +101,8 @@ class EngineLoop:
         for req in reqs:
             rid = req.rid
             try:
+                if self.draining:
+                    raise WorkerGone("scheduler unavailable: shutting down (draining)")
                 if self.core is None:
                     raise WorkerGone(self.down_reason)
                 if rid in client.rids:
@@ -123,6 +131,38 @@ class EngineLoop:
 
     def stats(self) -> LoadStats:
         return self.core.stats() if self.core is not None else IDLE_STATS
+
+    # -- drain (SIGTERM) --------------------------------------------------------------------
+    async def start_drain(self) -> None:
+        """Readiness NOT_SERVING for good and new requests refused; running ones go on."""
+        await self._set_ready(False)
+        self.draining = True
+
+    @property
+    def has_work(self) -> bool:
+        """Requests still queued or running, or a step still in flight."""
+        return self.core is not None and (self.core.has_work or bool(self._in_flight))
+
+    def end_all(self, message: str) -> int:
+        """Ends every live request with an ERROR ``message`` (the loop must be stopped first);
+        returns how many there were."""
+        if self.core is None:
+            return 0
+        self._in_flight.clear()
+        events = self.core.fail_all(message)
+        self._dispatch(0, events)
+        self._update_gauges()
+        return len(events)
+
+    async def close_clients(self, timeout: float) -> None:
+        """Ends every tokenizer stream after what its outbox holds (None closes the stream),
+        waiting up to ``timeout`` seconds for the streams to go."""
+        for client in self.clients.values():
+            client.outbox.put_nowait(None)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.clients and loop.time() < deadline:
+            await asyncio.sleep(0.02)
 
     # -- worker side ------------------------------------------------------------------------
     async def connect(self, timeout: float) -> ModelInfo:
@@ -236,6 +276,7 @@ class EngineLoop:
         self._update_gauges()
 
     async def _set_ready(self, ready: bool) -> None:
+        ready = ready and not self.draining  # NOTE: a reconnect during a drain stays not ready
         if ready != self.ready:
             self.ready = ready
             if self.on_ready is not None:

@@ -46,6 +46,8 @@ class SchedulerServicer(EngineProfileRPCs, scheduler_pb2_grpc.SchedulerServiceSe
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[scheduler_pb2.ConnectResponse]:
         loop = await self._require_loop(context)
+        if loop.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "scheduler is shutting down")
         client = loop.register()
         reader = asyncio.create_task(self._read(loop, client, request_iterator))
         get: asyncio.Task | None = None
@@ -55,7 +57,10 @@ class SchedulerServicer(EngineProfileRPCs, scheduler_pb2_grpc.SchedulerServiceSe
                 done, _ = await asyncio.wait({get, reader}, return_when=asyncio.FIRST_COMPLETED)
                 if get not in done:
                     break  # the tokenizer closed its side
-                yield outputs_to_pb(get.result())
+                outputs = get.result()
+                if outputs is None:
+                    break  # the scheduler shuts down (after a drain)
+                yield outputs_to_pb(outputs)
         finally:
             if get is not None:
                 get.cancel()
@@ -150,16 +155,53 @@ def build_core(cfg: SchedulerConfig, info: ModelInfo) -> Scheduler:
 
 
 class RunningScheduler:
-    """A started scheduler: its gRPC server and its step loop task."""
+    """A started scheduler: its gRPC server and its step loop task.
 
-    def __init__(self, server: ServiceServer, task: asyncio.Task, worker: WorkerClient) -> None:
+    ``stop`` alone stops at once (running requests are cut, as in a crash); the process does
+    ``drain`` first on SIGTERM.
+    """
+
+    def __init__(
+        self,
+        server: ServiceServer,
+        task: asyncio.Task,
+        worker: WorkerClient,
+        loop: EngineLoop,
+        drain_seconds: float = 30.0,
+    ) -> None:
         self.server = server
         self.task = task
         self.worker = worker
+        self.loop = loop
+        self.drain_seconds = drain_seconds
 
     @property
     def port(self) -> int:
         return self.server.port
+
+    async def drain(self, seconds: float | None = None) -> int:
+        """Readiness NOT_SERVING, new requests (and streams) refused with UNAVAILABLE, running
+        and queued requests stepped until they finish or ``seconds`` pass; then the rest end
+        with FINISH_REASON_ERROR and a reason, and the tokenizer streams close. Returns how
+        many requests were cut. The step loop is stopped afterwards."""
+        seconds = self.drain_seconds if seconds is None else seconds
+        loop = self.loop
+        await loop.start_drain()
+        stats = loop.stats()
+        logger.info(
+            "draining",
+            extra={"kv": {"running": stats.running, "waiting": stats.waiting, "s": seconds}},
+        )
+        clock = asyncio.get_running_loop()
+        deadline = clock.time() + seconds
+        while loop.has_work and clock.time() < deadline and not self.task.done():
+            await asyncio.sleep(0.02)
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        cut = loop.end_all(f"scheduler shut down (drain period of {seconds:g}s over)")
+        await loop.close_clients(timeout=2.0)
+        logger.info("drained", extra={"kv": {"cut": cut}})
+        return cut
 
     async def stop(self) -> None:
         self.task.cancel()
@@ -192,4 +234,4 @@ async def start_scheduler(cfg: SchedulerConfig) -> RunningScheduler:
     servicer.attach(loop)
     task = asyncio.create_task(loop.run(), name="engine-loop")
     logger.info("scheduler ready", extra={"kv": {"slots": info.num_slots, "rows": info.max_rows}})
-    return RunningScheduler(server, task, worker)
+    return RunningScheduler(server, task, worker, loop, cfg.drain_seconds)

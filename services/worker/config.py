@@ -39,6 +39,13 @@ class WorkerConfig(RunnerConfig):
     tp_timeout: float = field(
         default=120.0, metadata={"help": "seconds before a stuck TP collective fails the group"}
     )
+    drain_seconds: float = field(
+        default=40.0,
+        metadata={
+            "help": "on SIGTERM, how long steps are still served while a scheduler stream is "
+            "open (keep it above the scheduler's drain)"
+        },
+    )
 
     def problems(self) -> list[str]:
         out = super().problems()
@@ -51,6 +58,8 @@ class WorkerConfig(RunnerConfig):
             out.append(f"node_rank must be in [0, nnodes={self.nnodes}), got {self.node_rank}")
         if self.tp_timeout <= 0:
             out.append(f"tp_timeout must be positive, got {self.tp_timeout}")
+        if self.drain_seconds < 0:
+            out.append(f"drain_seconds must be >= 0, got {self.drain_seconds}")
         return out
 
     @property

@@ -205,38 +205,3 @@ class _MemoryCollector(Collector):
             g.add_metric(["other"], max(0, reserved - self.weights - kv - self.graph_buffers))
             g.add_metric(["free"], torch.cuda.mem_get_info(device)[0])
         yield g
-
-
-class TPMetrics:
-    """Per-rank tensor-parallel metrics (rank ``r`` serves them on the metrics port + ``r``).
-
-    All-reduce figures are host-side: on CUDA they count eager launches only (CUDA-graph replays
-    are not seen from Python).
-    """
-
-    def __init__(self, rank: int, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        self.rank = str(rank)
-        r, label = self.registry, ["rank"]
-        self.forward_seconds = Histogram(
-            "radixserve_worker_tp_forward_seconds",
-            "Forward time of one step on this rank",
-            label,
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.allreduce_seconds = Counter(
-            "radixserve_worker_tp_allreduce_seconds", "Host time in all-reduces", label, registry=r
-        )
-        self.allreduce_bytes = Counter(
-            "radixserve_worker_tp_allreduce_bytes", "Bytes all-reduced", label, registry=r
-        )
-        self._seen = (0, 0.0)
-
-    def observe(self, seconds: float, group: object) -> None:
-        """Records one step and the group's all-reduce counters since the last call."""
-        self.forward_seconds.labels(self.rank).observe(seconds)
-        nbytes, secs = group.allreduce_bytes, group.allreduce_seconds  # type: ignore[attr-defined]
-        self.allreduce_bytes.labels(self.rank).inc(nbytes - self._seen[0])
-        self.allreduce_seconds.labels(self.rank).inc(secs - self._seen[1])
-        self._seen = (nbytes, secs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +35,8 @@ class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
         # NOTE: one thread: steps must run in order and never concurrently on the model.
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="forward")
         self._session = 0
+        self.draining = False  # SIGTERM: open streams are served, new ones refused
+        self.open_streams = 0
 
     def attach(self, runner: object) -> None:
         self.runner = runner
@@ -53,6 +56,21 @@ class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
     ) -> AsyncIterator[worker_pb2.ForwardResponse]:
         if self.runner is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "model is still loading")
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "worker is shutting down")
+        self.open_streams += 1  # NOTE: a drain waits for these to close
+        try:
+            async with contextlib.aclosing(self._forward(request_iterator, context)) as steps:
+                async for resp in steps:
+                    yield resp
+        finally:
+            self.open_streams -= 1
+
+    async def _forward(
+        self,
+        request_iterator: AsyncIterator[worker_pb2.ForwardRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[worker_pb2.ForwardResponse]:
         loop = asyncio.get_running_loop()
         # NOTE: a new stream is a new scheduler session: rows of an older one are forgotten, and
         # the older stream (if still open) stops at its next message.
@@ -92,7 +110,43 @@ def build_runner(cfg: WorkerConfig) -> object:
     return ModelRunner(cfg.runner)
 
 
-async def start_worker(cfg: WorkerConfig, runner: object | None = None) -> ServiceServer:
+class RunningWorker:
+    """A started worker: its gRPC server and servicer.
+
+    ``stop`` alone stops at once (a crash, as tests use it); on SIGTERM the process runs
+    ``drain`` first.
+    """
+
+    def __init__(
+        self, server: ServiceServer, servicer: WorkerServicer, drain_seconds: float
+    ) -> None:
+        self.server, self.servicer, self.drain_seconds = server, servicer, drain_seconds
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.server, name)  # port, set_ready, ...
+
+    async def drain(self, seconds: float | None = None) -> bool:
+        """Readiness NOT_SERVING and new Forward streams refused; steps on the open stream go
+        on until the scheduler closes it (it drains too) or ``seconds`` pass. Returns whether
+        the streams ended by themselves."""
+        seconds = self.drain_seconds if seconds is None else seconds
+        self.servicer.draining = True
+        await self.server.set_ready(False)
+        logger.info("draining", extra={"kv": {"streams": self.servicer.open_streams, "s": seconds}})
+        clock = asyncio.get_running_loop()
+        deadline = clock.time() + seconds
+        while self.servicer.open_streams and clock.time() < deadline:
+            await asyncio.sleep(0.02)
+        if self.servicer.open_streams:
+            logger.warning("drain period over with a scheduler stream open")
+            return False
+        return True
+
+    async def stop(self, grace: float = 2.0) -> None:
+        await self.server.stop(grace)
+
+
+async def start_worker(cfg: WorkerConfig, runner: object | None = None) -> RunningWorker:
     """Opens the port (liveness), loads the model unless given one, then turns readiness on.
 
     Under tensor parallelism (``--tp``, or a group from the environment) this host's other ranks
@@ -104,18 +158,21 @@ async def start_worker(cfg: WorkerConfig, runner: object | None = None) -> Servi
         if not tp.serves:
             return await tp.run_follower_host()  # type: ignore[return-value]
     metrics = WorkerMetrics()
+    if tp is not None:
+        metrics.r.register(tp.ranks_collector())  # every rank of this host, by tp_rank
     serve_metrics(metrics.registry, cfg.metrics_port)
     servicer = WorkerServicer(metrics, cfg.step_thread)
     server = ServiceServer("worker", f"{cfg.host}:{cfg.port}", [SERVICE], metrics.registry)
     await server.start(lambda s: worker_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, s))
     if runner is None:
         start = time.perf_counter()
-        build = build_runner if tp is None else lambda _cfg: tp.build_leader(metrics.registry)
+        build = build_runner if tp is None else lambda _cfg: tp.build_leader()
         runner = await asyncio.to_thread(build, cfg)
         metrics.load_seconds.set(time.perf_counter() - start)
+    handle = RunningWorker(server, servicer, cfg.drain_seconds)
     if tp is not None:
         tp.workers.on_failure.append(_not_ready_on_failure(server))
-        server = TPHandle(server, tp)  # type: ignore[assignment]
+        handle = TPHandle(handle, tp)  # type: ignore[assignment]
     servicer.attach(runner)
     await server.set_ready(True)
     info = runner.info  # type: ignore[attr-defined]
@@ -123,7 +180,7 @@ async def start_worker(cfg: WorkerConfig, runner: object | None = None) -> Servi
         "worker ready",
         extra={"kv": {"model": info.model_name, "slots": info.num_slots, "device": info.device}},
     )
-    return server
+    return handle
 
 
 def _not_ready_on_failure(server: ServiceServer):  # noqa: ANN202

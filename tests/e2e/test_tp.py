@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ from radixserve.services.tokenizer.config import TokenizerConfig
 from radixserve.services.tokenizer.server import start_tokenizer
 from radixserve.v1 import worker_pb2, worker_pb2_grpc
 from tests.stack import Stack, free_port
-from tests.worker.tp_procs import alive, children, readiness, ready
+from tests.worker.tp_procs import alive, children, free_ports, rank_samples, readiness, ready
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -34,7 +33,7 @@ QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 @pytest.fixture(scope="module")
 def tp_stack() -> Iterator[tuple[Stack, subprocess.Popen]]:
-    port, host, metrics = free_port(), "127.0.0.1", _free_ports(3)
+    port, host, metrics = free_port(), "127.0.0.1", free_ports(3)
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
     worker = subprocess.Popen(
         [sys.executable, "-m", "radixserve.services.worker", "--tp", "3", "--host", host, "--port",
@@ -96,34 +95,16 @@ def test_tp3_answers_paris_streamed_and_not(tp_stack, oai):
     assert "Paris" in completion.choices[0].text
 
 
-def test_every_rank_serves_its_metrics_on_port_plus_rank(tp_stack, oai):
+def test_every_rank_is_scraped_through_the_worker_port(tp_stack, oai):
     oai.completions.create(model=oai.models.list().data[0].id, prompt="Hi", max_tokens=2)
     base = tp_stack[0].metrics_ports["worker"]
-    for rank in range(3):
-        text = httpx.get(f"http://127.0.0.1:{base + rank}/metrics", timeout=10).text
-        count = _sample(text, "radixserve_worker_tp_forward_seconds_count", rank)
-        assert count > 0 and _sample(text, "radixserve_worker_tp_allreduce_bytes_total", rank) > 0
-
-
-def _sample(text: str, name: str, rank: int) -> float:
-    for line in text.splitlines():
-        if line.startswith(f'{name}{{rank="{rank}"}}'):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} for rank {rank} missing")
-
-
-def _free_ports(n: int) -> int:
-    """A port p with p .. p+n-1 free (the worker's ranks serve metrics on p + rank)."""
-    for _ in range(50):
-        base = free_port()
-        try:
-            socks = [socket.create_server(("127.0.0.1", base + i)) for i in range(n)]
-        except OSError:
-            continue
-        for s in socks:
-            s.close()
-        return base
-    raise RuntimeError("no run of free ports")
+    text = httpx.get(f"http://127.0.0.1:{base}/metrics", timeout=10).text
+    ranks = {"0", "1", "2"}
+    counts = rank_samples(text, "radixserve_worker_tp_forward_seconds_count")
+    assert set(counts) == ranks and all(v > 0 for v in counts.values()), counts
+    sent = rank_samples(text, "radixserve_worker_tp_allreduce_bytes_total")
+    assert set(sent) == ranks and all(v > 0 for v in sent.values()), sent
+    assert rank_samples(text, "radixserve_worker_tp_rank_up") == dict.fromkeys(ranks, 1.0)
 
 
 def test_killed_follower_fails_the_stream_and_every_rank_exits(tp_stack, oai):

@@ -3,6 +3,8 @@ ports, probes, peer addresses, named ports of Services and NetworkPolicies, secu
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tests.k8s import wiring
@@ -177,18 +179,40 @@ def test_tensor_parallel_settings() -> None:
             assert f["node_rank"] == "$(LWS_WORKER_INDEX)", where
 
 
+def _drain_seconds(docs, c, module: str) -> float:
+    """The container's RADIXSERVE_DRAIN_SECONDS (its ConfigMaps), else the service's default."""
+    env = {}
+    for src in c.get("envFrom", []):
+        env.update(config_maps(docs).get(src.get("configMapRef", {}).get("name"), {}))
+    default = next(
+        f.default for f in dataclasses.fields(wiring.CONFIGS[module]) if f.name == "drain_seconds"
+    )
+    return float(env.get("RADIXSERVE_DRAIN_SECONDS", default))
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_grace_period_covers_the_prestop_and_the_drain(target: str) -> None:
     """The kubelet kills at terminationGracePeriodSeconds, counted from the start of preStop: the
-    preStop sleep plus the front door's drain must fit, or in-flight streams are cut."""
+    preStop sleep plus the service's drain (tokenizer, scheduler and worker all drain on SIGTERM)
+    must fit, or in-flight streams are cut."""
     docs = render(target)
     for where, spec, c, module in service_containers(target):
         command = c["lifecycle"]["preStop"]["exec"]["command"]
         assert command[0] == "sleep", where
-        budget = int(command[1])
-        if module == "radixserve.services.tokenizer":
-            env = {}
-            for src in c.get("envFrom", []):
-                env.update(config_maps(docs).get(src.get("configMapRef", {}).get("name"), {}))
-            budget += float(env.get("RADIXSERVE_DRAIN_SECONDS", "30"))
+        budget = int(command[1]) + _drain_seconds(docs, c, module)
         assert budget < spec["terminationGracePeriodSeconds"], f"{target} {where}: {budget}s"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_worker_outlasts_its_schedulers_drain(target: str) -> None:
+    """Both containers of an engine pod get SIGTERM at once: the worker must keep serving the
+    step stream for longer than the scheduler drains, or the drain loses its worker."""
+    docs = render(target)
+    pods: dict[str, dict[str, float]] = {}
+    for where, _, c, module in service_containers(target):
+        pod = where.rsplit("/", 1)[0]
+        pods.setdefault(pod, {})[module] = _drain_seconds(docs, c, module)
+    engines = [p for p in pods.values() if wiring.SCHEDULER in p]
+    assert engines, f"{target}: no engine pod"
+    for drains in engines:
+        assert drains[wiring.WORKER] > drains[wiring.SCHEDULER], (target, drains)

@@ -10,14 +10,22 @@ from radixserve.services.tokenizer.config import TokenizerConfig
 from radixserve.services.worker.config import WorkerConfig
 from tests.k8s.manifests import Doc
 
+TOKENIZER = "radixserve.services.tokenizer"
+SCHEDULER = "radixserve.services.scheduler"
+WORKER = "radixserve.services.worker"
 CONFIGS: dict[str, type] = {
     "radixserve.services.tokenizer": TokenizerConfig,
     "radixserve.services.scheduler": SchedulerConfig,
     "radixserve.services.worker": WorkerConfig,
 }
-# Variables read outside the config dataclasses (services/common/logs.py, server.py, and the
-# worker's elementwise-ops switch in services/worker/layers/ops.py).
-COMMON_ENV = {"RADIXSERVE_LOG_LEVEL", "RADIXSERVE_LOG_FORMAT", "RADIXSERVE_SWITCH_INTERVAL"}
+# Variables read outside the config dataclasses (services/common/logs.py, server.py, metrics.py,
+# and the worker's elementwise-ops switch in services/worker/layers/ops.py).
+COMMON_ENV = {
+    "RADIXSERVE_LOG_LEVEL",
+    "RADIXSERVE_LOG_FORMAT",
+    "RADIXSERVE_SWITCH_INTERVAL",
+    "RADIXSERVE_METRICS_HOST",  # services/common/metrics.py
+}
 EXTRA_ENV = {"radixserve.services.worker": {"RADIXSERVE_OPS"}}
 # Left unset on purpose (see k8s/base/config/worker.env).
 UNSET_ON_PURPOSE = {"RADIXSERVE_OPS", "RADIXSERVE_API_KEY"}

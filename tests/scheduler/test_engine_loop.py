@@ -224,3 +224,37 @@ def test_a_rejected_step_fails_live_requests_and_starts_a_new_session():
             assert h.readiness == [True] and link.streams[-1].errors == []
 
     run(main())
+
+
+def test_drain_refuses_new_requests_finishes_the_running_then_ends_the_rest():
+    info = make_info(num_slots=4000, max_rows=2, ctx=4096)
+
+    async def main():
+        async with Harness(FakeLink(info)) as h:
+            c = h.loop.register()
+            long = make_req("long", [3] * 4, max_new=3000, ignore_eos=True)
+            reqs = [
+                make_req(r, [i + 1] * 4, max_new=10, ignore_eos=True) for i, r in enumerate("ab")
+            ]
+            h.loop.add_requests(c, [*reqs, long])  # two rows: "long" waits in the queue
+            await h.loop.start_drain()  # before a step: all three were accepted
+            assert h.readiness[-1] is False and not h.loop.ready
+            h.loop.add_requests(c, [make_req("late", [9], max_new=2)])
+            got = await collect(c, {"late", "a", "b"})
+            assert got["late"][1].kind == FinishKind.ERROR
+            assert "shutting down" in got["late"][1].message
+            for rid in "ab":  # the running ones go on to their end
+                assert len(got[rid][0]) == 10 and got[rid][1].kind == FinishKind.LENGTH
+            await h.until(lambda: h.loop.core.num_running == 1)  # the queued one runs too
+            assert h.loop.has_work
+            h.task.cancel()
+            await asyncio.gather(h.task, return_exceptions=True)
+            assert h.loop.end_all("scheduler shut down (drain period of 1s over)") == 1
+            (last,) = (await c.outbox.get()).events
+            assert last.rid == "long" and last.finish_reason.kind == FinishKind.ERROR
+            assert last.finish_reason.message == "scheduler shut down (drain period of 1s over)"
+            assert not h.loop.has_work and h.loop.core.kv.in_use == 0
+            await h.loop.close_clients(timeout=0.1)
+            assert await c.outbox.get() is None  # the server's Connect ends the stream on it
+
+    run(main())

@@ -77,7 +77,7 @@ def rank_generate(group: TPGroup, specs: dict, prompts: list, max_new: int, out_
     import json
 
     from radixserve.services.worker.engine import ModelRunner, RunnerConfig
-    from radixserve.services.worker.metrics import TPMetrics
+    from radixserve.services.worker.metrics_tp import TPMetrics
     from radixserve.services.worker.parallel.worker_group import LeaderRunner, follower_loop
 
     results = {}

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.stack import free_port
 
 
 def children(pid: int) -> list[int]:
@@ -48,3 +52,29 @@ def readiness(address: str) -> str:
 
 def ready(address: str) -> bool:
     return readiness(address) == "SERVING"
+
+
+def free_ports(n: int) -> int:
+    """A port p with p .. p+n-1 free (a TP worker's followers serve metrics on p + rank)."""
+    for _ in range(50):
+        base = free_port()
+        try:
+            socks = [socket.create_server(("127.0.0.1", base + i)) for i in range(n)]
+        except OSError:
+            continue
+        for s in socks:
+            s.close()
+        return base
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
+def rank_samples(text: str, name: str) -> dict[str, float]:
+    """``{tp_rank: value}`` of the samples called ``name`` in a Prometheus text scrape; every
+    one must carry ``model_name`` too."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                assert sample.labels.get("model_name"), f"{name}: no model_name"
+                out[sample.labels["tp_rank"]] = sample.value
+    return out

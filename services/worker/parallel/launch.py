@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from typing import Any
 
+from radixserve.services.worker.metrics_tp import HostRanks, TPMetrics, follower_ports
 from radixserve.services.worker.parallel.topology import Topology, resolve_topology
 
 logger = logging.getLogger(__name__)
@@ -45,33 +47,43 @@ class TPLaunch:
         )  # fmt: skip
         self.workers = WorkerGroup(self.topo, runner_cfg, cfg.tp_timeout, cfg.metrics_port)
         self.leader: Any = None
+        self.metrics = TPMetrics(self.rank)  # this process's rank
+        self.follower_done = threading.Event()  # a follower host: its first rank stopped
 
     @property
     def serves(self) -> bool:
         """Only global rank 0 opens the gRPC port."""
         return self.rank == 0
 
-    def build_leader(self, registry: Any) -> Any:
+    def ranks_collector(self) -> HostRanks:
+        """Every rank of this host, for the host's metrics endpoint (labelled ``tp_rank``)."""
+        ports = follower_ports(self.cfg.metrics_port, self.topo.ranks)
+        return HostRanks(self.rank, self.metrics.registry, ports)
+
+    def build_leader(self) -> Any:
         """Rank 0's runner (blocks until every rank joined the group)."""
-        from radixserve.services.worker.metrics import TPMetrics
         from radixserve.services.worker.parallel.worker_group import LeaderRunner, build_rank
 
         runner = build_rank(self.runner_cfg, self.topo, 0, self.cfg.tp_timeout)
-        self.leader = LeaderRunner(runner, self.workers.fail, TPMetrics(0, registry))
+        self.leader = LeaderRunner(runner, self.workers.fail, self.metrics)
         return self.leader
 
     async def run_follower_host(self) -> TPHandle:
         """A host whose first rank is a follower: that rank runs on a thread of this process."""
         from radixserve.services.common.metrics import serve_metrics
-        from radixserve.services.worker.metrics import TPMetrics
+        from radixserve.services.worker.metrics_tp import HostRanksMetrics
         from radixserve.services.worker.parallel.worker_group import build_rank, follower_loop
+
+        # This host's ranks on the plain metrics port: its pod is scraped like rank 0's.
+        host = HostRanksMetrics()
+        host.r.register(self.ranks_collector())
+        serve_metrics(host.registry, self.cfg.metrics_port)
 
         def follow() -> None:
             runner = build_rank(self.runner_cfg, self.topo, self.rank, self.cfg.tp_timeout)
-            metrics = TPMetrics(self.rank)
-            if self.cfg.metrics_port > 0:
-                serve_metrics(metrics.registry, self.cfg.metrics_port + self.rank)
-            code = follower_loop(runner, metrics)
+            host.model_name = runner.info.model_name
+            code = follower_loop(runner, self.metrics)
+            self.follower_done.set()
             self.workers.stop(None)
             os._exit(code)  # the group is over either way: the orchestrator restarts it
 
@@ -90,6 +102,16 @@ class TPHandle:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.server, name)
+
+    async def drain(self, seconds: float | None = None) -> bool:
+        """Rank 0 drains its server (see ``RunningWorker.drain``); the ranks follow it. A host
+        without rank 0 keeps following until rank 0 stops the group (its ranks then exit) or
+        its own drain period passes."""
+        if self.server is not None:
+            return await self.server.drain(seconds)
+        seconds = self.launch.cfg.drain_seconds if seconds is None else seconds
+        logger.info("following rank 0 until it stops the group", extra={"kv": {"s": seconds}})
+        return await asyncio.to_thread(self.launch.follower_done.wait, seconds)
 
     async def stop(self, grace: float = 2.0) -> None:
         if self.server is not None:

@@ -152,10 +152,14 @@ def follower_main(
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from radixserve.services.common.logs import setup_logging
     from radixserve.services.common.metrics import serve_metrics
-    from radixserve.services.worker.metrics import TPMetrics
+    from radixserve.services.worker.metrics_tp import TPMetrics
 
     setup_logging(f"worker-rank{rank}")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches rank 0, which stops us
+    # NOTE: Ctrl-C and SIGTERM reach rank 0, which drains and then stops us (a follower that
+    # left early would break the group under the steps rank 0 still serves); rank 0's death
+    # is seen by _watch_parent.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if parent:
         threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     try:
@@ -165,7 +169,8 @@ def follower_main(
         os._exit(1)
     metrics = TPMetrics(rank)
     if metrics_port > 0:
-        serve_metrics(metrics.registry, metrics_port + rank)
+        # NOTE: loopback only: the host's serving process re-exports it (see metrics_tp.py).
+        serve_metrics(metrics.registry, metrics_port + rank, host="127.0.0.1")
     code = follower_loop(runner, metrics)
     logger.info("TP follower exits", extra={"kv": {"rank": rank, "code": code}})
     os._exit(code)  # NOTE: no teardown: destroying a broken group can hang
@@ -225,10 +230,10 @@ class WorkerGroup:
         self._terminate()
 
     def _terminate(self) -> None:
+        # NOTE: SIGKILL, not SIGTERM: followers ignore SIGTERM (they follow rank 0) and keep no
+        # state worth a teardown.
         for proc in self.procs.values():
-            if proc.is_alive():
-                proc.terminate()
-        for proc in self.procs.values():
-            proc.join(2.0)
             if proc.is_alive():
                 proc.kill()
+        for proc in self.procs.values():
+            proc.join(2.0)
