@@ -134,7 +134,11 @@ class RowConstraints:
         self._rows.pop(row, None)
 
     def clear(self) -> None:
-        self.masks.wait()
+        """Forgets every row (a new session); a failed mask job of the old one is only logged."""
+        try:
+            self.masks.wait()
+        except Exception:  # noqa: BLE001 - its rows are gone with the session
+            logger.exception("grammar mask job of the previous session failed")
         self._rows.clear()
 
     def apply(self, logits: torch.Tensor, rows: Sequence[int]) -> None:
