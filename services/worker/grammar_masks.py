@@ -107,7 +107,10 @@ class MaskBuilder:
             job = MaskJob([s for s, _ in pairs])
             for i, state in enumerate(job.states):
                 state.ahead, state.slot = job, i
-            job.future = self._thread_().submit(self._advance_and_fill, pairs, len(job.states))
+            # NOTE: pinned memory is allocated here, never on the mask thread: there it could
+            # open a CUDA context on device 0 instead of this worker's device.
+            self._buffer(len(job.states))
+            job.future = self._thread_().submit(self._advance_and_fill, pairs)
             self._job = job
         else:
             _advance(pairs)
@@ -149,10 +152,9 @@ class MaskBuilder:
 
     # ---- internals -----------------------------------------------------------------------
 
-    def _advance_and_fill(self, pairs: list[tuple[GrammarState, int]], n: int) -> None:
+    def _advance_and_fill(self, pairs: list[tuple[GrammarState, int]]) -> None:
         start = time.perf_counter()
         _advance(pairs)
-        self._buffer(n)
         self._fill([s for s, _ in pairs], 0)
         self.stats.work_seconds += time.perf_counter() - start
 
