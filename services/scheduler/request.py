@@ -144,10 +144,15 @@ class Request:
         return self.finish_reason is not None
 
     def stop_ids(self, model_eos: tuple[int, ...]) -> frozenset[int]:
-        """Token ids that finish this request: stop_token_ids, plus EOS unless ignore_eos."""
+        """Token ids that finish this request: stop_token_ids, plus EOS unless ignore_eos.
+
+        Under a grammar EOS always finishes: with ignore_eos the worker allows EOS only once the
+        grammar can only end, so an EOS there means the grammar is complete (without this, such a
+        request would emit EOS until max_new_tokens).
+        """
         eos = model_eos if self.eos_token_ids is None else self.eos_token_ids
         ids = set(self.sampling.stop_token_ids)
-        if not self.sampling.ignore_eos:
+        if not self.sampling.ignore_eos or self.sampling.constraint is not None:
             ids.update(eos)
         return frozenset(ids)
 

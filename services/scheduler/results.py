@@ -40,9 +40,9 @@ def read_result(
 ) -> ResultDecision:
     """Apply ``out`` to the step's ``(request, version, sample)`` entries.
 
-    Finish rules: a stop token (EOS unless ignore_eos, or stop_token_ids) once more than
-    min_new_tokens were generated, first, so that a last token that is EOS reports ``stop``; then
-    max_new_tokens and the context length (``length``).
+    Finish rules: a stop token (``req.stop_set``: stop_token_ids, and EOS unless ignore_eos
+    without a grammar) once more than min_new_tokens were generated, first, so that a last token
+    that is EOS reports ``stop``; then max_new_tokens and the context length (``length``).
     """
     # NOTE: hot loop (once per request per step); the finish check and make_event are inlined.
     decision = ResultDecision()

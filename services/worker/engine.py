@@ -86,7 +86,9 @@ class ModelRunner:
         self.rows = RowTable(cfg.max_rows, self.device, self.penalties)
         self.sampler = Sampler(self.device, cfg.seed)
         # Grammar matchers and logit biases, only for rows that ask (structured output).
-        self.constraints = RowConstraints(c.vocab_size, self.device, self.source, c.eos_token_ids)
+        self.constraints = RowConstraints(
+            c.vocab_size, self.device, self.source, c.eos_token_ids, cfg.grammar_overlap
+        )
         self.limits = Limits(cfg.max_rows, num_slots, self.max_context_len, c.vocab_size)
         self.graphs = self._capture_graphs()
         self.info = self._info()
@@ -127,7 +129,8 @@ class ModelRunner:
         for p in plans:  # NOTE: after validation only, so a bad step changes nothing
             if p.state is None:  # the row's first step (or a new request reusing it)
                 p.state = self.rows.start(p.req.row, p.req.sampling, p.start, p.req.prompt_len)
-                self.constraints.start(p.req.row, p.state.sampling, p.req.prompt_len)
+                if not self.tp.rank:  # NOTE: only rank 0 samples: followers keep no matchers
+                    self.constraints.start(p.req.row, p.state.sampling, p.req.prompt_len)
             if self.constraints.active and p.req.token_ids is not None:
                 self.constraints.extend(p.req.row, p.start, p.req.prefix_ids, p.req.token_ids)
             p.state.seq_len = p.end
@@ -210,7 +213,7 @@ class ModelRunner:
         if penalized:
             self.penalties.record_sampled([states[j].bank_slot for j in penalized], ids[penalized])
         ids_list = ids.tolist()
-        if self.constraints.active:  # the matchers follow their rows before the next mask
+        if self.constraints.active:  # the matchers follow their rows (on the mask thread)
             self.constraints.advance([p.req.row for p in sampled], ids_list)
         self._scatter(plans, out, ids_list, lps.tolist() if lps is not None else None, top)
         return out

@@ -6,12 +6,14 @@ owns no tensors and never sees a grammar's state). The engine is llguidance:
 * a request's :class:`Constraint` is compiled once per key (kind, text) into a grammar string,
   on a thread pool, started the step the row first appears, so compilation overlaps that step's
   forward and never holds up another row's step; the step that samples the row waits for it;
-* before sampling, each constrained row's matcher fills one row of a CPU int32 bitmask (bit ``t``
-  set = token ``t`` allowed); the bitmask goes to the device in one copy and is applied to the
-  logits there (:func:`apply_token_bitmask`);
+* before sampling, each constrained row gets one row of a CPU int32 bitmask (bit ``t`` set =
+  token ``t`` allowed, ``grammar_masks.py``); the bitmask goes to the device in one copy and is
+  applied to the logits there (:func:`apply_token_bitmask`);
 * right after sampling, each matcher consumes the token its row sampled, so the next step's mask
-  follows it. The scheduler runs one step ahead, but the worker handles steps in order, so the
-  matcher is always advanced before the next mask is built.
+  follows it. By default that happens on a background thread, which then fills the next step's
+  masks while the step thread answers and launches the next forward (``grammar_overlap``; see
+  ``grammar_masks``). The scheduler runs one step ahead, but the worker handles steps in order,
+  so a matcher is always advanced before its next mask is used.
 
 A row whose request ended (stop token sampled, or the matcher stopped) may still be sampled once
 more by the overlapped next step: it gets a mask that allows only its stop tokens.
@@ -33,6 +35,7 @@ import torch
 from radixserve.services.common.grammars import grammar_text
 from radixserve.services.common.model_source import ModelSource
 from radixserve.services.common.types import Constraint, SamplingParams
+from radixserve.services.worker.grammar_masks import GrammarState, MaskBuilder, MaskStats
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +58,7 @@ def apply_token_bitmask(logits: torch.Tensor, rows: torch.Tensor, bitmask: torch
 @dataclass
 class _Row:
     sampling: SamplingParams
-    stop_ids: tuple[int, ...]
-    matcher_future: concurrent.futures.Future | None = None
-    finished: bool = False  # a stop token was sampled, or the grammar ended or failed
-    replay: list[int] = field(default_factory=list)  # re-prefilled output, consumed on first use
+    grammar: GrammarState | None = None
     prompt_len: int = 0  # 0: not told, nothing is replayed
     bias_ids: list[int] = field(default_factory=list)
     bias_values: list[float] = field(default_factory=list)
@@ -68,7 +68,12 @@ class RowConstraints:
     """Grammar matchers and logit biases of the live rows (see the module docstring)."""
 
     def __init__(
-        self, vocab_size: int, device: torch.device, source: ModelSource, eos_ids: Sequence[int]
+        self,
+        vocab_size: int,
+        device: torch.device,
+        source: ModelSource,
+        eos_ids: Sequence[int],
+        overlap: bool = True,
     ) -> None:
         self.vocab_size = vocab_size
         self.device = device
@@ -78,27 +83,38 @@ class RowConstraints:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._tokenizer = None  # llguidance.LLTokenizer, loaded with the first grammar
         self._tokenizer_lock = threading.Lock()
-        self._executor = None  # llguidance.LLExecutor, made with the first mask
-        self._host: torch.Tensor | None = None  # the CPU bitmask buffer
+        self._pin = device.type == "cuda"
+        self.masks = MaskBuilder(
+            vocab_size, self._pin, self.eos_ids, lambda: self._ll_tokenizer().eos_tokens, overlap
+        )
 
     @property
     def active(self) -> int:
         """Live rows with a grammar or a logit bias."""
         return len(self._rows)
 
+    @property
+    def stats(self) -> MaskStats:
+        return self.masks.stats
+
     def start(self, row: int, sampling: SamplingParams, prompt_len: int = 0) -> None:
         """Registers a new row; starts compiling its grammar in the background."""
         self.release(row)
         if sampling.constraint is None and not sampling.logit_bias:
             return
-        stop = tuple(dict.fromkeys((*sampling.stop_token_ids, *self.eos_ids)))
-        state = _Row(sampling, stop, prompt_len=prompt_len)
+        state = _Row(sampling, prompt_len=prompt_len)
         for token_id, bias in sampling.logit_bias:
             if token_id < self.vocab_size:
                 state.bias_ids.append(token_id)
                 state.bias_values.append(bias)
         if sampling.constraint is not None:
-            state.matcher_future = self._pool_().submit(self._new_matcher, sampling.constraint)
+            own = tuple(dict.fromkeys(sampling.stop_token_ids))
+            state.grammar = GrammarState(
+                self._pool_().submit(self._new_matcher, sampling.constraint),
+                stop_ids=tuple(dict.fromkeys((*own, *self.eos_ids))),
+                own_stops=own,
+                ignore_eos=sampling.ignore_eos,
+            )
         self._rows[row] = state
 
     def extend(
@@ -107,17 +123,22 @@ class RowConstraints:
         """New input ids of a row at positions ``start...``: output re-prefilled after a
         retraction (positions past the prompt) is replayed into the row's matcher."""
         state = self._rows.get(row)
-        if state is None or state.matcher_future is None or not state.prompt_len:
+        if state is None or state.grammar is None or not state.prompt_len:
             return
-        prompt_len = state.prompt_len
+        prompt_len, replay = state.prompt_len, state.grammar.replay
         if prefix_ids:
-            state.replay += list(prefix_ids[prompt_len:])
-        state.replay += list(ids[max(0, prompt_len - start) :])
+            replay += list(prefix_ids[prompt_len:])
+        replay += list(ids[max(0, prompt_len - start) :])
 
     def release(self, row: int) -> None:
         self._rows.pop(row, None)
 
     def clear(self) -> None:
+        """Forgets every row (a new session); a failed mask job of the old one is only logged."""
+        try:
+            self.masks.wait()
+        except Exception:  # noqa: BLE001 - its rows are gone with the session
+            logger.exception("grammar mask job of the previous session failed")
         self._rows.clear()
 
     def apply(self, logits: torch.Tensor, rows: Sequence[int]) -> None:
@@ -126,23 +147,19 @@ class RowConstraints:
         biased = [(j, s) for j, s in picked if s.bias_ids]
         if biased:
             self._add_bias(logits, biased)
-        constrained = [(j, s) for j, s in picked if s.matcher_future is not None]
+        constrained = [(j, s.grammar) for j, s in picked if s.grammar is not None]
         if constrained:
             self._mask(logits, constrained)
 
     def advance(self, rows: Sequence[int], ids: Sequence[int]) -> None:
-        """Each constrained row's matcher consumes the token the row sampled."""
+        """Each constrained row's matcher consumes the token the row sampled (on the mask
+        thread with the overlap, which then fills these rows' next masks)."""
+        pairs = []
         for r, token in zip(rows, ids, strict=True):
             state = self._rows.get(r)
-            if state is None or state.matcher_future is None or state.finished:
-                continue
-            matcher = _matcher(state)
-            if token in state.stop_ids:
-                state.finished = True  # the request ends here; the grammar has nothing to add
-            elif not matcher.consume_token(token) or matcher.is_stopped():
-                state.finished = True
-                if matcher.is_error():
-                    logger.warning("grammar matcher of row %d failed: %s", r, matcher.get_error())
+            if state is not None and state.grammar is not None:
+                pairs.append((state.grammar, token))
+        self.masks.after_sampling(pairs)
 
     # ---- internals -----------------------------------------------------------------------
 
@@ -154,39 +171,13 @@ class RowConstraints:
         bias = torch.tensor(values, dtype=logits.dtype).to(self.device)
         logits.index_put_((index[0], index[1]), bias, accumulate=True)
 
-    def _mask(self, logits: torch.Tensor, constrained: list[tuple[int, _Row]]) -> None:
-        import llguidance.torch as llt
-
-        bitmask = self._host_bitmask(len(constrained))
-        live = []
-        for i, (_, state) in enumerate(constrained):
-            matcher = _matcher(state)  # NOTE: waits only for a grammar still compiling
-            if state.finished or matcher.is_stopped() or matcher.is_error():
-                # NOTE: never an empty mask: without stop ids, the vocabulary's EOS tokens.
-                ends = state.stop_ids or tuple(self._ll_tokenizer().eos_tokens)
-                _allow(bitmask[i], ends, self.vocab_size)
-            else:
-                live.append((matcher, i))
-        if live:
-            llt.fill_next_token_bitmask_par(self._executor_(), live, bitmask)
-            for matcher, i in live:
-                if matcher.is_accepting():  # the row's own stop tokens end it too
-                    _allow(bitmask[i], constrained[i][1].stop_ids, self.vocab_size)
-        rows = torch.tensor([j for j, _ in constrained], dtype=torch.int64)
-        # NOTE: non_blocking from pinned memory; the buffer is refilled only next step, after
-        # this step's sampled ids were read back (a sync), so the copy is done by then.
-        device_mask = bitmask.to(self.device, non_blocking=True)
-        apply_token_bitmask(logits, rows.to(self.device), device_mask)
-
-    def _host_bitmask(self, n: int) -> torch.Tensor:
-        """A zeroed ``[n, ceil(V / 32)]`` int32 CPU buffer (pinned on CUDA), reused by steps."""
-        if self._host is None or self._host.shape[0] < n:
-            words = (self.vocab_size + 31) // 32
-            pin = self.device.type == "cuda"
-            self._host = torch.zeros((max(n, 64), words), dtype=torch.int32, pin_memory=pin)
-        view = self._host[:n]
-        view.zero_()
-        return view
+    def _mask(self, logits: torch.Tensor, constrained: list[tuple[int, GrammarState]]) -> None:
+        host, order = self.masks.masks([g for _, g in constrained])
+        rows = torch.tensor([constrained[k][0] for k in order], pin_memory=self._pin)
+        # NOTE: non_blocking from pinned memory; the host buffer is written again only after
+        # this step's sampled ids were read back (a sync), so the copies are done by then.
+        device_mask = host.to(self.device, non_blocking=True)
+        apply_token_bitmask(logits, rows.to(self.device, non_blocking=True), device_mask)
 
     def _pool_(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._pool is None:
@@ -194,13 +185,6 @@ class RowConstraints:
                 _COMPILE_THREADS, thread_name_prefix="grammar"
             )
         return self._pool
-
-    def _executor_(self):  # noqa: ANN202 - llguidance.LLExecutor, imported lazily
-        if self._executor is None:
-            import llguidance
-
-            self._executor = llguidance.LLExecutor()
-        return self._executor
 
     def _new_matcher(self, constraint: Constraint):  # noqa: ANN202 - llguidance.LLMatcher
         import llguidance
@@ -219,24 +203,6 @@ class RowConstraints:
             if self._tokenizer is None:
                 self._tokenizer = load_ll_tokenizer(self.source, self.vocab_size, self.eos_ids)
             return self._tokenizer
-
-
-def _matcher(state: _Row):  # noqa: ANN202 - llguidance.LLMatcher
-    """The row's matcher once compiled, with any re-prefilled output replayed into it."""
-    matcher = state.matcher_future.result()
-    if state.replay:
-        tokens, state.replay = state.replay, []
-        if not matcher.consume_tokens(tokens) or matcher.is_stopped():
-            state.finished = True
-    return matcher
-
-
-def _allow(bits: torch.Tensor, ids: Sequence[int], vocab_size: int) -> None:
-    """Sets the bits of ``ids`` in one bitmask row (int32 words, two's complement)."""
-    for t in ids:
-        if 0 <= t < vocab_size:
-            word = int(bits[t // 32]) | (1 << (t % 32))
-            bits[t // 32] = word - (1 << 32) if word >= 1 << 31 else word
 
 
 def load_ll_tokenizer(source: ModelSource, vocab_size: int, eos_ids: Sequence[int]):  # noqa: ANN201

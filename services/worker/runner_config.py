@@ -69,6 +69,13 @@ class RunnerConfig:
         default=True,
         metadata=_help("TP on CUDA: one-shot all-reduce over NVLink peer buffers below 8 MB"),
     )
+    grammar_overlap: bool = field(
+        default=True,
+        metadata=_help(
+            "structured output: advance the matchers and fill the next step's token masks on a "
+            "thread while the next forward runs (false: between steps)"
+        ),
+    )
 
     def __post_init__(self) -> None:
         # NOTE: flags and env spell "use the default" as empty or 0; store it once, as None.

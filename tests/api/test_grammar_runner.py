@@ -3,6 +3,8 @@ untouched (CPU here; on a GPU the decode steps replay CUDA graphs)."""
 
 from __future__ import annotations
 
+import json
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -15,8 +17,11 @@ from radixserve.services.common.types import (
     SamplingParams,
     StepInput,
 )
+from radixserve.services.scheduler.request import Request
+from radixserve.services.scheduler.scheduler import Scheduler, SchedulerCoreConfig
 from radixserve.services.tokenizer.tokenization import load_tokenizer
 from radixserve.services.worker.engine import ModelRunner, RunnerConfig
+from radixserve.services.worker.parallel.group import TPGroup
 
 CONFIG = str(Path(__file__).resolve().parents[2] / "bench/configs/tiny-llama.json")
 PROMPT = [5, 9, 14, 20, 33, 41]
@@ -69,3 +74,68 @@ def test_constrained_rows_beside_plain_ones(device: str) -> None:
     assert eos not in mixed[1] or set(mixed[1][mixed[1].index(eos) :]) == {eos}, mixed
     assert mixed[2] == [7] * STEPS
     assert runner.constraints.active == 0  # released rows leave nothing behind
+
+
+def _serve(config: str, overlap: bool) -> tuple[dict[str, list[int]], object]:
+    """Requests arriving over time through the real scheduler core, one step in flight ahead
+    (as the service runs), on 3 rows: rows finish, are released and are reused."""
+    cfg = RunnerConfig(
+        model=config, load_format="dummy", device="cpu", dtype="float32", num_slots=1024,
+        max_rows=3, grammar_overlap=overlap,
+    )  # fmt: skip
+    runner = ModelRunner(cfg)
+    core = Scheduler(SchedulerCoreConfig(), runner.info)
+    schema = '{"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}'
+    grammars = [
+        (Constraint("regex", "[a-z]{2,9}"), False),
+        (Constraint("choice", '["yes", "no", "maybe"]'), True),
+        (Constraint("json_schema", schema), False),
+        (None, True),
+        (Constraint("regex", "(ab|c)+"), True),
+        (Constraint("ebnf", 'start: "x" ("y" | "z")*'), False),
+    ]
+    reqs = [
+        Request(f"r{i}", [5 + i, 9, 14, 20], SamplingParams(
+            temperature=1.0, seed=i, max_new_tokens=12, ignore_eos=ignore, constraint=grammar))
+        for i, (grammar, ignore) in enumerate(grammars)
+    ]  # fmt: skip
+    pending, in_flight, steps = list(reqs), deque(), 0
+    while pending or core.has_work:
+        if pending and steps % 2 == 0:
+            core.add_request(pending.pop(0))
+        while len(in_flight) < 2 and (step := core.next_step()) is not None:
+            in_flight.append(step)
+        if in_flight:
+            core.on_result(runner.step(in_flight.popleft()))
+        steps += 1
+    return {r.rid: r.output_ids for r in reqs}, runner.constraints.stats
+
+
+def test_overlapped_masks_give_the_same_tokens(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"  # the tiny model, with the dummy vocabulary's EOS
+    config.write_text(json.dumps({**json.loads(Path(CONFIG).read_text()), "eos_token_id": 2}))
+    on, stats_on = _serve(str(config), True)
+    off, stats_off = _serve(str(config), False)
+    assert on == off
+    assert stats_on.rows_ahead > 0 and stats_on.rows_late > 0  # both paths were taken
+    assert stats_off.rows_ahead == 0
+    vocab = load_tokenizer(resolve_model(str(config), "dummy"))
+    eos = 2
+    text = {rid: vocab.decode([t for t in ids if t != eos]) for rid, ids in on.items()}
+    # ignore_eos, but the choice is complete: one EOS ends it ("stop"), not 12 tokens of EOS.
+    assert text["r1"] in ("yes", "no", "maybe") and on["r1"].count(eos) == 1
+    assert on["r1"][-1] == eos
+    assert text["r0"].isalpha() and text["r5"].startswith("x") and set(text["r4"]) <= set("abc")
+    assert eos not in on["r4"]  # "(ab|c)+" can always go on: ignore_eos keeps EOS out
+
+
+def test_tp_follower_keeps_no_matchers() -> None:
+    # A follower rank (rank 1; size 1 here, so no collectives) never samples: it must not
+    # compile grammars or keep matchers, only run the forward.
+    cfg = RunnerConfig(model=CONFIG, load_format="dummy", device="cpu", num_slots=64, max_rows=2)
+    runner = ModelRunner(cfg, tp=TPGroup(rank=1, size=1))
+    sp = SamplingParams(constraint=Constraint("regex", "ab"), logit_bias=((7, 1.0),))
+    req = ReqInput(0, list(range(1, 1 + len(PROMPT))), list(PROMPT), sampling=sp, prompt_len=6)
+    out = runner.step(StepInput(1, ForwardMode.EXTEND, [req]))
+    assert out.token_ids == [-1]
+    assert runner.constraints.active == 0 and runner.constraints._pool is None

@@ -97,3 +97,55 @@ def test_many_grammars_compile_at_once(tmp_path) -> None:  # noqa: ANN001
     logits = torch.zeros(6, 300)
     rows.apply(logits, list(range(6)))
     assert logits.argmax(dim=-1).tolist() == [_char_id("x")] * 6
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_ignore_eos_masks_eos_until_the_grammar_can_only_end(tmp_path, overlap: bool) -> None:  # noqa: ANN001
+    config = tmp_path / "config.json"
+    config.write_text('{"vocab_size": 300}')
+    rows = RowConstraints(
+        300, torch.device("cpu"), ModelSource("dummy", str(config), "x"), (2,), overlap
+    )
+    a, b, eos, stop = _char_id("a"), _char_id("b"), 2, 7
+    rows.start(0, SamplingParams(constraint=Constraint("regex", "a+"), ignore_eos=True))
+    rows.start(1, SamplingParams(constraint=Constraint("regex", "a+")))
+    rows.start(
+        2,
+        SamplingParams(constraint=Constraint("regex", "a+"), ignore_eos=True, stop_token_ids=(7,)),
+    )
+    rows.start(3, SamplingParams(constraint=Constraint("regex", "ab"), ignore_eos=True))
+
+    def allowed() -> list[set[int]]:
+        logits = torch.zeros(4, 300)
+        rows.apply(logits, [0, 1, 2, 3])
+        return [set(torch.isfinite(row).nonzero().flatten().tolist()) for row in logits]
+
+    assert allowed() == [{a}, {a}, {a}, {a}]
+    rows.advance([0, 1, 2, 3], [a, a, a, a])
+    # Accepting, but "a+" can go on: ignore_eos keeps EOS out (the row's own stop id stays in).
+    assert allowed() == [{a}, {a, eos}, {a, stop}, {b}]
+    rows.advance([0, 1, 2, 3], [a, a, a, b])
+    # "ab" is complete: the grammar can only end, so EOS is all it may sample, ignore_eos or not.
+    assert allowed()[3] == {eos}
+    assert rows.stats.rows_ahead == (8 if overlap else 0)
+
+
+def test_masks_made_ahead_follow_their_rows(tmp_path) -> None:  # noqa: ANN001
+    """A row that left between steps and a new row beside rows whose masks were made ahead:
+    every mask lands on its own logits row."""
+    config = tmp_path / "config.json"
+    config.write_text('{"vocab_size": 300}')
+    rows = RowConstraints(300, torch.device("cpu"), ModelSource("dummy", str(config), "x"), (2,))
+    a, b, c, d = (_char_id(ch) for ch in "abcd")
+    for r, ch in enumerate("abc"):
+        rows.start(r, SamplingParams(constraint=Constraint("regex", f"{ch}+")))
+    rows.apply(torch.zeros(3, 300), [0, 1, 2])
+    rows.advance([0, 1, 2], [a, b, c])  # the masks of rows 0, 1 and 2 are filled ahead
+    rows.release(0)
+    rows.start(3, SamplingParams(constraint=Constraint("regex", "d+")))
+    ahead = rows.stats.rows_ahead
+    logits = torch.zeros(3, 300)
+    rows.apply(logits, [3, 2, 1])
+    allowed = [set(torch.isfinite(row).nonzero().flatten().tolist()) for row in logits]
+    assert allowed == [{d}, {c, 2}, {b, 2}]
+    assert rows.stats.rows_ahead - ahead == 2  # rows 1 and 2; row 3 was filled at sampling

@@ -95,6 +95,17 @@ def test_tp3_answers_paris_streamed_and_not(tp_stack, oai):
     assert "Paris" in completion.choices[0].text
 
 
+def test_tp3_structured_output(oai):
+    # Rank 0 alone holds the matchers; the followers only run the forward.
+    out = oai.completions.create(
+        model=oai.models.list().data[0].id,
+        prompt="Is Paris in France? Answer:",
+        max_tokens=20,
+        extra_body={"choice": ["yes", "no"], "ignore_eos": True},
+    )
+    assert (out.choices[0].text, out.choices[0].finish_reason) in (("yes", "stop"), ("no", "stop"))
+
+
 def test_every_rank_is_scraped_through_the_worker_port(tp_stack, oai):
     oai.completions.create(model=oai.models.list().data[0].id, prompt="Hi", max_tokens=2)
     base = tp_stack[0].metrics_ports["worker"]

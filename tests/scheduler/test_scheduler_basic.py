@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from radixserve.services.common.types import ForwardMode, StepOutput
-from radixserve.services.scheduler.request import FinishKind
+from radixserve.services.common.types import Constraint, ForwardMode, SamplingParams, StepOutput
+from radixserve.services.scheduler.request import FinishKind, Request
 from radixserve.services.scheduler.scheduler import Scheduler, SchedulerCoreConfig
 from tests.scheduler.conftest import assert_no_leak, make_info, make_req
 from tests.scheduler.fake_worker import FakeWorker, drive, reference
@@ -84,6 +84,24 @@ def test_finish_rules(info):
     assert len(out["noeos"]) == len(ref) + 2 and fin["noeos"].kind == FinishKind.LENGTH
     assert out["stop"] == ref[:1] and fin["stop"].matched_token == ref[0]
     assert len(out["len"]) == 1 and fin["len"].kind == FinishKind.LENGTH
+    assert_no_leak(sched)
+
+
+def test_grammar_end_stops_despite_ignore_eos(info):
+    # Under a grammar the worker allows EOS only where the grammar can only end, so EOS finishes
+    # a constrained request even with ignore_eos; an unconstrained one still runs to the length.
+    sched = Scheduler(SchedulerCoreConfig(), info)
+    w = FakeWorker(info, eos_every=3)
+    prompt = [11, 12, 13]
+    ref = reference(prompt, 50, info, 3)
+    grammar = Constraint("regex", "[a-z]+")
+    sampling = SamplingParams(max_new_tokens=50, ignore_eos=True, constraint=grammar)
+    sched.add_request(Request("grammar", prompt, sampling))
+    sched.add_request(make_req("plain", prompt, max_new=len(ref) + 2, ignore_eos=True))
+    out, fin = outputs(drive(sched, w))
+    assert out["grammar"] == ref and fin["grammar"].kind == FinishKind.STOP
+    assert fin["grammar"].matched_token == 0
+    assert len(out["plain"]) == len(ref) + 2 and fin["plain"].kind == FinishKind.LENGTH
     assert_no_leak(sched)
 
 

@@ -22,6 +22,10 @@ def test_every_runner_setting_is_a_worker_flag_and_env(monkeypatch):
     assert (runner.mem_fraction_static, runner.ops) == (0.5, "torch")
     assert (runner.cuda_graph_max_bs, runner.num_slots) == (8, 64)
     assert parse_config(WorkerConfig, ["--mem-fraction-static", "0.7"]).mem_fraction_static == 0.7
+    assert runner.grammar_overlap  # on by default; off by flag or env
+    assert not parse_config(WorkerConfig, ["--grammar-overlap", "false"]).grammar_overlap
+    monkeypatch.setenv(env_name("grammar_overlap"), "false")
+    assert not parse_config(WorkerConfig, []).runner.grammar_overlap
     assert all(getattr(runner, f) == getattr(cfg, f) for f in runner_fields)
 
 
