@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from radixserve.services.common.grammars import check_constraint
 from radixserve.services.tokenizer.chat_template import render_chat
@@ -71,3 +73,93 @@ def test_streamable_holds_back_only_possible_calls() -> None:
     llama = ToolParser("llama3_json", {"f"})
     assert llama.streamable(" {") == 0 and llama.streamable("") == 0
     assert llama.streamable("Paris is sunny") == len("Paris is sunny")
+
+
+# ---- incremental streaming: pieces of every chunking join to the whole answer's parse ----------
+
+STREAM_TEXTS = [
+    (
+        "hermes",
+        'Let me check. <tool_call>\n{"name": "f", "arguments": {"x": 1, "s": "a\\"}{b", "l": [1, '
+        '2.5e3, true, null]}}\n</tool_call>\n<tool_call>\n{"arguments": {"y": "é 😀"}, '
+        '"name": "g"}\n</tool_call>',
+    ),
+    (
+        "smollm2",
+        '<tool_call>[{"name": "f", "arguments": {"x": 3, "nested": {"k": [{"a": "}"}]}}}, '
+        '{"name": "unknown", "arguments": {}}, {"name": "g"}]</tool_call>',
+    ),
+    ("llama3_json", '<|python_tag|>{"name": "f", "parameters": {"x": 4, "y": -0.5}}'),
+    ("llama3_json", ' {"parameters": {"q": "a b"}, "name": "g"}'),
+    ("hermes", "plain text, <tool with no call in it"),
+]
+
+
+def _stream(parser: ToolParser, pieces: list[str]) -> tuple[str, list[dict]]:
+    """Feeds ``pieces`` as a stream; returns the content and the deltas, checked for shape."""
+    stream = parser.stream()
+    content, deltas = "", []
+    for i, piece in enumerate(pieces):
+        out = stream.feed(piece, final=i == len(pieces) - 1)
+        content += out.content
+        deltas += out.tool_calls
+    return content, deltas
+
+
+def _join(deltas: list[dict]) -> list[dict]:
+    calls: list[dict] = []
+    for d in deltas:
+        if d["index"] == len(calls):  # a call's first delta: id, type, name, arguments so far
+            assert set(d) == {"index", "id", "type", "function"} and d["id"].startswith("call_")
+            calls.append({"id": d["id"], "name": d["function"]["name"], "arguments": ""})
+        else:  # later ones: only index and a non-empty piece of the arguments
+            assert set(d) == {"index", "function"} and set(d["function"]) == {"arguments"}
+            assert d["function"]["arguments"] and d["index"] < len(calls)
+        calls[d["index"]]["arguments"] += d["function"]["arguments"]
+    return calls
+
+
+def _check_stream(fmt: str, text: str, pieces: list[str]) -> None:
+    parser = ToolParser(fmt, {"f", "g"})
+    want_content, want = parser.parse(text)
+    content, deltas = _stream(parser, pieces)
+    calls = _join(deltas)
+    assert [(c["name"], c["arguments"]) for c in calls] == [
+        (c["function"]["name"], c["function"]["arguments"]) for c in want
+    ]
+    for c in calls:
+        json.loads(c["arguments"])
+    assert (content.strip() if want else content) == want_content
+
+
+@pytest.mark.parametrize(("fmt", "text"), STREAM_TEXTS)
+def test_stream_every_split_point(fmt: str, text: str) -> None:
+    for cut in range(len(text) + 1):
+        _check_stream(fmt, text, [text[:cut], text[cut:]])
+    _check_stream(fmt, text, list(text))  # one character at a time
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_stream_random_chunkings(data: st.DataObject) -> None:
+    fmt, text = data.draw(st.sampled_from(STREAM_TEXTS))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=12)))
+    bounds = [0, *cuts, len(text)]
+    _check_stream(fmt, text, [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)])
+
+
+def test_stream_sends_arguments_in_pieces_and_content_first() -> None:
+    fmt, text = STREAM_TEXTS[0]
+    content, deltas = _stream(ToolParser(fmt, {"f", "g"}), [*text, ""])
+    assert content.startswith("Let me check.")
+    first_call = [d for d in deltas if d["index"] == 0]
+    assert len(first_call) > 10 and first_call[0]["function"]["name"] == "f"
+    assert [d["index"] for d in deltas] == sorted(d["index"] for d in deltas)  # in order
+
+
+def test_stream_of_a_cut_call_is_a_prefix_and_parse_drops_it() -> None:
+    parser = ToolParser("hermes", {"f"})
+    text = '<tool_call>{"name": "f", "arguments": {"x": [1, 2'
+    content, deltas = _stream(parser, [text[:20], text[20:], ""])
+    assert _join(deltas)[0]["arguments"] == '{"x": [1, 2'
+    assert parser.parse(text) == (text, [])
