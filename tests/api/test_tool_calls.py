@@ -8,9 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from radixserve.services.common import pbchat
 from radixserve.services.common.grammars import check_constraint
 from radixserve.services.tokenizer.chat_template import render_chat
-from radixserve.services.tokenizer.tool_calls import ToolParser, call_grammar, detect_format
+from radixserve.services.tokenizer.tool_calls import (
+    ToolParser,
+    ToolRequest,
+    call_grammar,
+    detect_format,
+    plan,
+)
+from radixserve.v1 import tokenizer_pb2
 
 HERMES_TEMPLATE = (
     "{% if tools %}<tools>{% for t in tools %}{{ t | tojson }}{% endfor %}</tools>"
@@ -163,3 +171,26 @@ def test_stream_of_a_cut_call_is_a_prefix_and_parse_drops_it() -> None:
     content, deltas = _stream(parser, [text[:20], text[20:], ""])
     assert _join(deltas)[0]["arguments"] == '{"x": [1, 2'
     assert parser.parse(text) == (text, [])
+
+
+def test_grpc_chat_input_round_trips_to_the_openai_shapes() -> None:
+    tool = {"type": "function", "function": {"name": "f", "description": "d", "parameters": FN}}
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": "42", "tool_call_id": "call_1"},
+    ]
+    named = {"type": "function", "function": {"name": "f"}}
+    for choice, want in [("required", "required"), ("f", named), (named, named), (None, None)]:
+        pb = pbchat.chat_input_pb(messages, [tool], choice, parallel_tool_calls=False)
+        pb = tokenizer_pb2.ChatInput.FromString(pb.SerializeToString())
+        assert pbchat.messages_from_pb(pb) == messages
+        assert pbchat.tools_from_pb(pb) == [tool]
+        assert pbchat.tool_choice_from_pb(pb) == want
+        assert pb.HasField("parallel_tool_calls") and not pb.parallel_tool_calls
+    # SmolLM2's template ignores tool_calls: the earlier call is written into the content.
+    body = ToolRequest(pbchat.messages_from_pb(pb), pbchat.tools_from_pb(pb), "none")
+    plan(body, object(), "chat.")
+    inlined = '<tool_call>[{"name": "f", "arguments": {"x": 1}}]</tool_call>'
+    assert body.messages[1]["content"] == inlined
