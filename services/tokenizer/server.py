@@ -76,7 +76,7 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
             else True,
             include_stop_str_in_output=sp.include_stop_str_in_output,
         )
-        return tool_calls.constrain(req, chat), chat
+        return tool_calls.constrain(req, chat, "chat."), chat
 
     async def Generate(
         self, request: tokenizer_pb2.GenerateRequest, context: grpc.aio.ServicerContext

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from radixserve.services.common.errors import InvalidArgument
+from radixserve.services.common.grammars import check_constraint
 from radixserve.services.common.types import Constraint
 from radixserve.services.tokenizer.prompts import GenerateInput
 from radixserve.services.tokenizer.tool_stream import MARKER, PYTHON_TAG, ToolStream
@@ -146,11 +147,13 @@ def plan(body: Any, tokenizer: Any, where: str = "") -> ChatPlan:
                     ToolParser(fmt, names))  # fmt: skip
 
 
-def constrain(req: GenerateInput, chat: ChatPlan) -> GenerateInput:
+def constrain(req: GenerateInput, chat: ChatPlan, where: str = "") -> GenerateInput:
     """``req`` under the plan's grammar, when it has one (tool_choice required or named): it
-    takes the place of a grammar the request set itself."""
+    takes the place of a grammar the request set itself. A tool schema the grammar cannot take
+    is an InvalidArgument naming ``tools``."""
     if chat.constraint is None:
         return req
+    check_constraint(chat.constraint, f"{where}tools")
     return replace(req, sampling=replace(req.sampling, constraint=chat.constraint))
 
 
