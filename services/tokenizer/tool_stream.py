@@ -107,6 +107,7 @@ class BodyScanner:
         if expect == "value":
             self._value_start(c, i, top)
         elif expect == "key" and c == '"':
+            top.empty = False  # type: ignore[union-attr]
             self._str_at, self._str_key = i, True
         elif expect == "colon" and c == ":":
             top.expect = "value"  # type: ignore[union-attr]
@@ -239,7 +240,10 @@ class ToolStream:
         """Where the next call body starts in the text; -1 when none (yet)."""
         if self.fmt != "llama3_json":
             at = self.text.find(MARKER, self._search)
-            return -1 if at < 0 else at + len(MARKER)
+            if at < 0:  # NOTE: a marker may still end in the last len(MARKER) - 1 characters
+                self._search = max(self._search, len(self.text) - len(MARKER) + 1)
+                return -1
+            return at + len(MARKER)
         if self.scanners:
             return -1  # one body: the whole answer
         head = self.text.lstrip()

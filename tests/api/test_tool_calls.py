@@ -171,6 +171,9 @@ def test_stream_of_a_cut_call_is_a_prefix_and_parse_drops_it() -> None:
     content, deltas = _stream(parser, [text[:20], text[20:], ""])
     assert _join(deltas)[0]["arguments"] == '{"x": [1, 2'
     assert parser.parse(text) == (text, [])
+    for bad in ('{"x": }', '{"x": 1,}', '{"x" 1}', "[1 2]"):
+        broken = f'<tool_call>{{"name": "f", "arguments": {bad}}}</tool_call>'
+        assert parser.parse(broken) == (broken, []), bad
 
 
 def test_grpc_chat_input_round_trips_to_the_openai_shapes() -> None:
