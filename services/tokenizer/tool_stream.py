@@ -258,7 +258,7 @@ class ToolStream:
     def _call_deltas(self) -> list[dict[str, Any]]:
         calls = [(s, c) for s in self.scanners for c in s.calls]
         for scanner, call in calls[self._seen :]:
-            if not call.decided:
+            if not (call.decided or scanner.finished):
                 break  # NOTE: calls are announced in order, so a later one waits for this one
             self._seen += 1
             if call.name in self.names:

@@ -46,6 +46,8 @@ def test_detect_format() -> None:
         ("llama3_json", '<|python_tag|>{"name": "f", "parameters": {"x": 4}}', ["f"]),
         ("hermes", "no call here", []),
         ("hermes", '<tool_call>{"name": "unknown", "arguments": {}}</tool_call>', []),
+        ("hermes", '<tool_call>{"arguments": x}</tool_call>'
+                   '<tool_call>{"name": "f", "arguments": {}}</tool_call>', ["f"]),
     ],
 )  # fmt: skip
 def test_parse(fmt: str, text: str, names: list[str]) -> None:
@@ -100,6 +102,11 @@ STREAM_TEXTS = [
     ("llama3_json", '<|python_tag|>{"name": "f", "parameters": {"x": 4, "y": -0.5}}'),
     ("llama3_json", ' {"parameters": {"q": "a b"}, "name": "g"}'),
     ("hermes", "plain text, <tool with no call in it"),
+    (
+        "hermes",
+        '<tool_call>{"arguments": nonsense}</tool_call><tool_call>{"name": "g", "arguments": '
+        '{"a": 1}}</tool_call>',
+    ),
 ]
 
 
