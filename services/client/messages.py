@@ -7,6 +7,13 @@ Sampling keywords (all optional, unset means the server's default): ``temperatur
 ``presence_penalty``, ``repetition_penalty``, ``min_p``, ``logit_bias`` ({id: bias}), and one
 grammar: ``json_schema`` (dict or text), ``regex``, ``ebnf`` or ``choice`` (list of strings).
 ``n`` asks for several samples of one prompt.
+
+Chat with tools, as OpenAI's client takes them: ``tools`` (a list of ``{"type": "function",
+"function": {"name", "description", "parameters"}}``, or of the bare function dicts),
+``tool_choice`` (``"none"``, ``"auto"``, ``"required"``, a function's name or ``{"type":
+"function", "function": {"name": ...}}``) and ``parallel_tool_calls``. Messages may carry
+``tool_calls`` (role assistant) and ``tool_call_id`` (role tool), so :meth:`Completion.message`
+and a tool's answer go straight back into the next request.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from radixserve.services.common.pbchat import chat_input_pb
 from radixserve.services.common.pbconv import finish_reason_from_pb
 from radixserve.v1 import common_pb2, tokenizer_pb2
 
@@ -25,7 +33,31 @@ _SCALARS = (
     "repetition_penalty", "top_logprobs",
 )  # fmt: skip
 
-Message = Mapping[str, str]
+Message = Mapping[str, Any]
+
+
+@dataclass
+class ToolCall:
+    """A tool call: whole in a :class:`Completion`, a piece of one in a :class:`GenerateChunk`
+    (the first piece of a call has its id and name; each piece adds to its arguments)."""
+
+    index: int
+    id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+    @property
+    def args(self) -> Any:
+        """The arguments, parsed."""
+        return json.loads(self.arguments)
+
+    def to_openai(self) -> dict[str, Any]:
+        function = {"name": self.name, "arguments": self.arguments}
+        return {"id": self.id, "type": "function", "function": function}
+
+    @classmethod
+    def from_pb(cls, pb: tokenizer_pb2.ToolCall) -> ToolCall:
+        return cls(pb.index, pb.id, pb.name, pb.arguments)
 
 
 @dataclass(frozen=True)
@@ -41,6 +73,7 @@ class GenerateChunk:
     completion_tokens: int
     cached_tokens: int
     index: int = 0  # which sample, when the request asked for n > 1
+    tool_calls: list[ToolCall] = field(default_factory=list)  # chat with tools: call pieces
 
     @classmethod
     def from_pb(cls, pb: tokenizer_pb2.GenerateResponse) -> GenerateChunk:
@@ -54,12 +87,14 @@ class GenerateChunk:
             completion_tokens=pb.usage.completion_tokens,
             cached_tokens=pb.usage.cached_tokens,
             index=pb.index,
+            tool_calls=[ToolCall.from_pb(c) for c in pb.tool_calls],
         )
 
 
 @dataclass
 class Completion:
-    """A whole generation, gathered from its chunks."""
+    """A whole generation, gathered from its chunks (with tools: ``text`` is the content and
+    ``tool_calls`` the calls, ``finish_reason`` ``"tool_calls"`` when it made some)."""
 
     rid: str = ""
     text: str = ""
@@ -69,6 +104,7 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
     def add(self, chunk: GenerateChunk) -> None:
         self.rid = chunk.rid or self.rid
@@ -79,6 +115,17 @@ class Completion:
         self.prompt_tokens = chunk.prompt_tokens or self.prompt_tokens
         self.completion_tokens = chunk.completion_tokens or self.completion_tokens
         self.cached_tokens = chunk.cached_tokens or self.cached_tokens
+        for piece in chunk.tool_calls:
+            if piece.index == len(self.tool_calls):
+                self.tool_calls.append(ToolCall(piece.index, piece.id, piece.name, ""))
+            self.tool_calls[piece.index].arguments += piece.arguments
+
+    def message(self) -> dict[str, Any]:
+        """The answer as the assistant message of a next request (OpenAI's shape)."""
+        out: dict[str, Any] = {"role": "assistant", "content": self.text}
+        if self.tool_calls:
+            out["tool_calls"] = [c.to_openai() for c in self.tool_calls]
+        return out
 
 
 def _constraints_pb(pb: common_pb2.SamplingParams, sampling: dict[str, Any]) -> None:
@@ -125,21 +172,27 @@ def generate_request(
     token_ids: Sequence[int] | None = None,
     rid: str = "",
     n: int | None = None,
+    tools: Iterable[Mapping[str, Any]] | None = None,
+    tool_choice: str | Mapping[str, Any] | None = None,
+    parallel_tool_calls: bool | None = None,
     **sampling: Any,
 ) -> tokenizer_pb2.GenerateRequest:
-    """A GenerateRequest from exactly one of ``prompt`` (text), ``messages`` or ``token_ids``."""
+    """A GenerateRequest from exactly one of ``prompt`` (text), ``messages`` or ``token_ids``;
+    the tool arguments go with ``messages``."""
     given = [x is not None for x in (prompt, messages, token_ids)]
     if sum(given) != 1:
         raise ValueError("pass exactly one of prompt, messages or token_ids")
+    with_tools = (tools, tool_choice, parallel_tool_calls)
+    if messages is None and any(x is not None for x in with_tools):
+        raise ValueError("tools, tool_choice and parallel_tool_calls need messages")
     req = tokenizer_pb2.GenerateRequest(rid=rid, sampling=sampling_pb(**sampling))
     if n is not None:
         req.n = n
     if prompt is not None:
         req.text = prompt
     elif messages is not None:
-        chat = [tokenizer_pb2.ChatMessage(role=m["role"], content=m["content"]) for m in messages]
-        req.chat.SetInParent()  # an empty list still picks the chat input
-        req.chat.messages.extend(chat)
+        # NOTE: CopyFrom of even an empty ChatInput still picks the chat input.
+        req.chat.CopyFrom(chat_input_pb(messages, tools, tool_choice, parallel_tool_calls))
     else:
         req.token_ids.SetInParent()
         req.token_ids.ids.extend(token_ids or [])

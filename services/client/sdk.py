@@ -4,6 +4,8 @@
         for chunk in client.generate("Once upon a time", max_tokens=32, temperature=0):
             print(chunk.text, end="")
         answer = client.chat([{"role": "user", "content": "Hi!"}], max_tokens=16)
+        called = client.chat(messages, tools=[{"type": "function", "function": {...}}],
+                             tool_choice="required")  # called.tool_calls[0].name, .args
 
 Every call has a deadline (``timeout`` for generations, ``unary_timeout`` otherwise); unary calls
 are retried on UNAVAILABLE by the channel's retry policy. Failures raise ``grpc.RpcError``

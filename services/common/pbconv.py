@@ -191,12 +191,13 @@ def output_from_pb(pb: worker_pb2.ForwardResponse) -> StepOutput:
 
 
 def finish_reason_to_pb(reason: str | None) -> int:
-    """``"stop"``/``"length"``/``"abort"``/``"error"`` (or None) -> ``FinishReason`` value."""
+    """``"stop"``/``"length"``/``"abort"``/``"error"``/``"tool_calls"`` (or None) -> the enum."""
     return common_pb2.FinishReason.Value(f"FINISH_REASON_{reason.upper()}") if reason else 0
 
 
 def finish_reason_from_pb(value: int) -> str | None:
-    """``FinishReason`` value -> ``"stop"``/``"length"``/``"abort"``/``"error"``, None if unset."""
+    """``FinishReason`` value -> ``"stop"``/``"length"``/``"abort"``/``"error"``/``"tool_calls"``;
+    None if unset."""
     if not value:
         return None
     return common_pb2.FinishReason.Name(value).removeprefix("FINISH_REASON_").lower()

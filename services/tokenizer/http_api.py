@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import hmac
 import json
@@ -301,11 +300,7 @@ def create_app(
             body.messages,
             "messages",
         )
-        req = serving.build(ids, body, "messages")
-        if chat.constraint is not None:
-            req = dataclasses.replace(
-                req, sampling=dataclasses.replace(req.sampling, constraint=chat.constraint)
-            )
+        req = tool_calls.constrain(serving.build(ids, body, "messages"), chat)
         fmt = oai.ChatFormat(
             frontend.model_name, frontend.tokenizer, body.logprobs, req.sampling.top_logprobs
         )

@@ -24,6 +24,7 @@ from radixserve.services.tokenizer.manager import Chunk
 from radixserve.services.tokenizer.samples import check_n
 from radixserve.services.tokenizer.token_bytes import token_bytes
 from radixserve.services.tokenizer.tokenization import Tokenizer
+from radixserve.services.tokenizer.tool_stream import ChoiceStreams
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 FINISH_REASONS = ("stop", "length", "abort")
@@ -335,8 +336,7 @@ class Format:
         self.echo: list[str] = []  # completions with echo: each prompt's text
         self.tool_parser: Any = None  # chat with tools: a tool_calls.ToolParser
         self._echoed: set[int] = set()
-        self._held: dict[int, list[str]] = {}  # a choice's streamed text so far (tools)
-        self._sent: dict[int, int] = {}  # characters of it already sent as content
+        self._streams: ChoiceStreams | None = None  # chat with tools, streamed
         self._text_offset: dict[int, int] = {}  # per sample: characters of tokens already sent
 
     def envelope(self, obj: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
@@ -478,26 +478,17 @@ class ChatFormat(Format):
         }
 
     def _tool_delta(self, chunk: Chunk) -> dict[str, Any] | None:
-        """With tools, text streams as content up to what may be a tool call; the rest is held
-        until the choice ends, then sent as content or ``tool_calls`` (each with its index, id,
-        name and whole arguments, as OpenAI's first delta of a call has them)."""
-        held = self._held.setdefault(chunk.index, [])
-        held.append(chunk.text)
-        text = "".join(held)
-        sent = self._sent.get(chunk.index, 0)
-        if chunk.finish_reason is None:
-            safe = max(sent, self.tool_parser.streamable(text))
-            if safe == sent:
-                return None
-            self._sent[chunk.index] = safe
-            delta = {"content": text[sent:safe]}
-            return {"index": chunk.index, "delta": delta, "logprobs": None, "finish_reason": None}
-        content, calls = self.tool_parser.parse(text[sent:])
-        delta: dict[str, Any] = {"content": content} if content else {}
-        reason = finish_reason(chunk)
-        if calls:
-            delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(calls)]
-            reason = "tool_calls" if reason == "stop" else reason
+        """With tools, text streams as content up to what may be a tool call; then each call
+        streams as OpenAI's do: a first delta with its index, id, name and the arguments so far,
+        then the arguments piece by piece (``tool_stream.ToolStream``)."""
+        if self._streams is None:
+            self._streams = ChoiceStreams(self.tool_parser)
+        out, reason = self._streams.feed(chunk.index, chunk.text, finish_reason(chunk))
+        if not out.content and not out.tool_calls and reason is None:
+            return None
+        delta: dict[str, Any] = {"content": out.content} if out.content else {}
+        if out.tool_calls:
+            delta["tool_calls"] = out.tool_calls
         return {"index": chunk.index, "delta": delta, "logprobs": None, "finish_reason": reason}
 
     def token_logprobs(self, chunk: Chunk) -> dict[str, Any]:

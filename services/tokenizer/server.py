@@ -10,12 +10,13 @@ from dataclasses import dataclass
 import grpc
 from prometheus_client import Gauge
 
-from radixserve.services.common import pbconv
+from radixserve.services.common import pbchat, pbconv
 from radixserve.services.common.errors import InvalidArgument, RequestError
 from radixserve.services.common.grpc_util import abort_with
 from radixserve.services.common.metrics import serve_metrics
 from radixserve.services.common.model_source import resolve_model
 from radixserve.services.common.server import GRPC_OPTIONS, MAX_MESSAGE_BYTES, ServiceServer
+from radixserve.services.tokenizer import tool_calls
 from radixserve.services.tokenizer.config import TokenizerConfig
 from radixserve.services.tokenizer.frontend import Frontend
 from radixserve.services.tokenizer.limits import Limits
@@ -25,6 +26,8 @@ from radixserve.services.tokenizer.pool import SchedulerPool
 from radixserve.services.tokenizer.prompts import GenerateInput, PromptBuilder
 from radixserve.services.tokenizer.samples import check_n, expand, interleave
 from radixserve.services.tokenizer.tokenization import load_tokenizer
+from radixserve.services.tokenizer.tool_calls import ChatPlan
+from radixserve.services.tokenizer.tool_stream import ChoiceStreams
 from radixserve.v1 import tokenizer_pb2, tokenizer_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -37,21 +40,31 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
         self.metrics = metrics
         self.owners: dict[str, str] = {}  # running rid -> the peer (connection) that started it
 
-    def _input(self, request: tokenizer_pb2.GenerateRequest) -> GenerateInput:
+    def _input(self, request: tokenizer_pb2.GenerateRequest) -> tuple[GenerateInput, ChatPlan]:
+        """The request to run, and its chat's tool plan (the HTTP API's, through the same
+        ``tool_calls.plan``; empty unless the chat input has tools)."""
         b = self.fe.builder
         kind = request.WhichOneof("input")
+        chat = ChatPlan()
         if kind == "text":
             ids = self.fe.ids_from_text(request.text, "text")
         elif kind == "chat":
-            msgs = [{"role": m.role, "content": m.content} for m in request.chat.messages]
-            ids = b.ids_from_chat(msgs, "chat.messages")
+            pb = request.chat
+            body = tool_calls.ToolRequest(
+                pbchat.messages_from_pb(pb),
+                pbchat.tools_from_pb(pb),
+                pbchat.tool_choice_from_pb(pb),
+                pb.parallel_tool_calls if pb.HasField("parallel_tool_calls") else None,
+            )
+            chat = tool_calls.plan(body, self.fe.tokenizer, "chat.")
+            ids = b.ids_from_chat(body.messages, "chat.messages", tools=chat.tools)
         elif kind == "token_ids":
             ids = b.check_ids(request.token_ids.ids, "token_ids.ids")
         else:
             raise InvalidArgument("one of text, chat or token_ids is required", "input")
         sp = request.sampling
         sampling = pbconv.sampling_from_pb(sp, self.fe.default_max_tokens)
-        return b.build(
+        req = b.build(
             ids,
             sampling,
             rid=request.rid,
@@ -63,6 +76,7 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
             else True,
             include_stop_str_in_output=sp.include_stop_str_in_output,
         )
+        return tool_calls.constrain(req, chat, "chat."), chat
 
     async def Generate(
         self, request: tokenizer_pb2.GenerateRequest, context: grpc.aio.ServicerContext
@@ -70,11 +84,12 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
         try:
             self.fe.manager.check_accepting()
             n = check_n(request.n) if request.HasField("n") else 1
-            req = await self.fe.offload(request.ByteSize(), self._input, request)
+            req, chat = await self.fe.offload(request.ByteSize(), self._input, request)
             streams = self.fe.manager.generate_many(expand(req, n))
         except (ValueError, RequestError) as exc:
             await abort_with(context, exc)
         chunks = streams[0] if n == 1 else interleave(streams)
+        tools = ChoiceStreams(chat.parser) if chat.parser is not None else None
         self.owners[req.rid] = context.peer()
         # NOTE: a client that cancels (or whose deadline passes) cancels this coroutine; closing
         # the generator aborts the request upstream.
@@ -82,7 +97,7 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
             async with self.metrics.track(req) as track:
                 async for chunk in chunks:
                     track.chunk(chunk)
-                    yield _response(req.rid, chunk)
+                    yield _response(req.rid, chunk, tools)
                     if chunk.finish_reason == "error":
                         # The last message carries the error too; the status says UNAVAILABLE.
                         await context.abort(grpc.StatusCode.UNAVAILABLE, chunk.error)
@@ -129,13 +144,20 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
         return tokenizer_pb2.AbortResponse(found=self.fe.manager.abort(request.rid))
 
 
-def _response(rid: str, chunk: Chunk) -> tokenizer_pb2.GenerateResponse:
+def _response(
+    rid: str, chunk: Chunk, tools: ChoiceStreams | None = None
+) -> tokenizer_pb2.GenerateResponse:
+    """The chunk as a response; with tools, its text split into content and call pieces."""
+    text, reason, calls = chunk.text, chunk.finish_reason, []
+    if tools is not None:
+        out, reason = tools.feed(chunk.index, chunk.text, chunk.finish_reason)
+        text, calls = out.content, out.tool_calls
     resp = tokenizer_pb2.GenerateResponse(
         rid=rid,
-        text=chunk.text,
+        text=text,
         token_ids=chunk.token_ids,
         logprobs=chunk.logprobs,
-        finish_reason=pbconv.finish_reason_to_pb(chunk.finish_reason),
+        finish_reason=pbconv.finish_reason_to_pb(reason),
         index=chunk.index,
         error=chunk.error,
     )
@@ -143,6 +165,7 @@ def _response(rid: str, chunk: Chunk) -> tokenizer_pb2.GenerateResponse:
     resp.usage.completion_tokens = chunk.completion_tokens
     resp.usage.cached_tokens = chunk.cached_tokens
     resp.top_logprobs.extend(pbconv.top_logprobs_to_pb(t) for t in chunk.top_logprobs)
+    resp.tool_calls.extend(pbchat.tool_call_to_pb(c) for c in calls)
     return resp
 
 

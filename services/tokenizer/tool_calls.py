@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from radixserve.services.common.errors import InvalidArgument
+from radixserve.services.common.grammars import check_constraint
 from radixserve.services.common.types import Constraint
+from radixserve.services.tokenizer.prompts import GenerateInput
+from radixserve.services.tokenizer.tool_stream import MARKER, PYTHON_TAG, ToolStream
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ _SMOLLM2_SYSTEM = (
     '{{"name": "func_name1", "arguments": {{"argument1": "value1", "argument2": "value2"}}}},\n'
     "... (more tool calls as required)\n]</tool_call>"
 )
-_MARKER = "<tool_call>"
-_TOOL_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 
 
 @dataclass
@@ -59,52 +58,34 @@ class ToolParser:
         self.fmt = fmt
         self.names = names
 
+    def stream(self) -> ToolStream:
+        """A stream of one choice's answer (content and call deltas as the text grows)."""
+        return ToolStream(self.fmt, self.names, self.streamable)
+
     def parse(self, text: str) -> tuple[str, list[dict[str, Any]]]:
-        if self.fmt == "llama3_json":
-            raw = [text.strip().removeprefix("<|python_tag|>")]
-            content = ""
-        else:
-            raw = _TOOL_CALL.findall(text)
-            content = _TOOL_CALL.sub("", text).strip()
-        calls = []
-        for body in raw:
-            try:
-                value = json.loads(body)
-            except json.JSONDecodeError:
-                continue
-            for call in value if isinstance(value, list) else [value]:
-                made = self._call(call)
-                if made is not None:
-                    calls.append(made)
+        """A whole answer's content and calls: the same scan a stream does, fed at once."""
+        stream = self.stream()
+        content = stream.feed(text, final=True).content
+        calls = stream.calls()
         if not calls:
             return text, []
-        return content, calls
+        return content.strip(), calls
 
     def streamable(self, text: str) -> int:
         """How much of ``text`` (a choice's output so far) is content for sure: the part before
         anything that is, or may grow into, a tool call. Held back text is parsed at the end."""
         if self.fmt == "llama3_json":
             head = text.lstrip()
-            opens = ("{", "<|python_tag|>")
+            opens = ("{", "[", PYTHON_TAG)
             maybe = not head or any(head.startswith(o) or o.startswith(head) for o in opens)
             return 0 if maybe else len(text)
-        at = text.find(_MARKER)
+        at = text.find(MARKER)
         if at >= 0:
             return at
-        for k in range(min(len(_MARKER) - 1, len(text)), 0, -1):  # a marker cut by the chunk
-            if _MARKER.startswith(text[-k:]):
+        for k in range(min(len(MARKER) - 1, len(text)), 0, -1):  # a marker cut by the chunk
+            if MARKER.startswith(text[-k:]):
                 return len(text) - k
         return len(text)
-
-    def _call(self, call: Any) -> dict[str, Any] | None:
-        if not isinstance(call, dict) or call.get("name") not in self.names:
-            return None
-        args = call.get("arguments", call.get("parameters", {}))
-        return {
-            "id": f"call_{uuid.uuid4().hex[:24]}",
-            "type": "function",
-            "function": {"name": call["name"], "arguments": json.dumps(args, ensure_ascii=False)},
-        }
 
 
 def detect_format(template: str | None) -> str:
@@ -118,16 +99,28 @@ def detect_format(template: str | None) -> str:
     return "smollm2"
 
 
-def plan(body: Any, tokenizer: Any) -> ChatPlan:
-    """The :class:`ChatPlan` of a chat request (``body``: a ChatCompletionRequest)."""
+@dataclass
+class ToolRequest:
+    """What :func:`plan` reads of a chat request, for front doors without a pydantic body."""
+
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+
+
+def plan(body: Any, tokenizer: Any, where: str = "") -> ChatPlan:
+    """The :class:`ChatPlan` of a chat request (``body``: a ChatCompletionRequest or a
+    :class:`ToolRequest`); its ``messages`` are rewritten where the format needs it. ``where``
+    prefixes the field an error names (the gRPC API's ``chat.``)."""
     tools = body.tools
     if detect_format(getattr(tokenizer, "chat_template", None)) == "smollm2":
         body.messages = inline_tool_calls(body.messages)
     if not tools:
         if body.tool_choice not in (None, "none"):
-            raise InvalidArgument("needs tools", "tool_choice")
+            raise InvalidArgument("needs tools", f"{where}tool_choice")
         return ChatPlan()
-    functions = [_function(i, t) for i, t in enumerate(tools)]
+    functions = [_function(f"{where}tools[{i}]", t) for i, t in enumerate(tools)]
     choice = body.tool_choice or "auto"
     if choice == "none":
         return ChatPlan()  # the tools stay out of the prompt: the model must answer in text
@@ -136,12 +129,13 @@ def plan(body: Any, tokenizer: Any) -> ChatPlan:
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name")
         if choice.get("type") != "function" or name not in names:
-            raise InvalidArgument(f"names no function of tools: {name!r}", "tool_choice")
+            raise InvalidArgument(f"names no function of tools: {name!r}", f"{where}tool_choice")
         allowed = [f for f in functions if f["name"] == name]
     elif choice in ("auto", "required"):
         allowed = functions
     else:
-        raise InvalidArgument("must be none, auto, required or a function", "tool_choice")
+        message = "must be none, auto, required or a function"
+        raise InvalidArgument(message, f"{where}tool_choice")
     constraint = None
     if choice != "auto":
         single = body.parallel_tool_calls is False or isinstance(choice, dict)
@@ -153,8 +147,17 @@ def plan(body: Any, tokenizer: Any) -> ChatPlan:
                     ToolParser(fmt, names))  # fmt: skip
 
 
-def _function(i: int, tool: Any) -> dict[str, Any]:
-    where = f"tools[{i}]"
+def constrain(req: GenerateInput, chat: ChatPlan, where: str = "") -> GenerateInput:
+    """``req`` under the plan's grammar, when it has one (tool_choice required or named): it
+    takes the place of a grammar the request set itself. A tool schema the grammar cannot take
+    is an InvalidArgument naming ``tools``."""
+    if chat.constraint is None:
+        return req
+    check_constraint(chat.constraint, f"{where}tools")
+    return replace(req, sampling=replace(req.sampling, constraint=chat.constraint))
+
+
+def _function(where: str, tool: Any) -> dict[str, Any]:
     if not isinstance(tool, dict) or tool.get("type") != "function":
         raise InvalidArgument("must be {'type': 'function', 'function': {...}}", where)
     fn = tool.get("function")

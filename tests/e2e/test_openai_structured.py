@@ -164,11 +164,15 @@ def test_required_tool_call(oai: openai.OpenAI, model_name: str, stream: bool) -
         "max_tokens": 80,
         "temperature": 0,
     }
-    if stream:
+    if stream:  # each call: a first delta with id and name, then pieces of its arguments
         calls, reason = [], None
         for ev in oai.chat.completions.create(**kw, stream=True):
             if ev.choices:
-                calls += ev.choices[0].delta.tool_calls or []
+                for d in ev.choices[0].delta.tool_calls or []:
+                    if d.index == len(calls):
+                        calls.append(d.model_copy(deep=True))
+                    else:
+                        calls[d.index].function.arguments += d.function.arguments
                 reason = ev.choices[0].finish_reason or reason
     else:
         out = oai.chat.completions.create(**kw)

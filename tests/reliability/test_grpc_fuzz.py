@@ -68,6 +68,30 @@ def sampling(draw) -> common_pb2.SamplingParams:
     return sp
 
 
+SCHEMA = '{"type": "object", "properties": {"x": {"type": "integer"}}}'
+
+
+@st.composite
+def tools(draw, chat: tokenizer_pb2.ChatInput) -> None:
+    """Tools, a tool_choice and tool messages on ``chat``: valid ones (so that calls run) and
+    anything the wire allows (unknown names and modes, parameters that are no JSON schema)."""
+    names = _either(st.sampled_from(["f", "g"]), TEXT)
+    for _ in range(draw(st.integers(0, 2))):
+        params = _either(st.sampled_from(["", SCHEMA, '{"type": 5}']), TEXT)
+        chat.tools.add(name=draw(names), description=draw(TEXT), parameters=draw(params))
+    kind = draw(st.sampled_from(["none", "mode", "function_name"]))
+    if kind == "mode":
+        chat.tool_choice.mode = draw(_either(st.integers(0, 3), INT32))
+    elif kind == "function_name":
+        chat.tool_choice.function_name = draw(names)
+    if draw(st.booleans()):
+        chat.parallel_tool_calls = draw(st.booleans())
+    if chat.messages and draw(st.booleans()):
+        chat.messages[-1].tool_call_id = draw(TEXT)
+        call = chat.messages[0].tool_calls.add(id=draw(TEXT), name=draw(names))
+        call.arguments = draw(_either(st.just('{"x": 1}'), TEXT))
+
+
 @st.composite
 def generate_request(draw) -> tokenizer_pb2.GenerateRequest:
     req = tokenizer_pb2.GenerateRequest(rid=draw(st.one_of(st.just(""), TEXT)))
@@ -80,6 +104,8 @@ def generate_request(draw) -> tokenizer_pb2.GenerateRequest:
             req.chat.messages.add(role=draw(roles), content=draw(_either(WORDS, TEXT)))
         if not req.chat.messages:
             req.chat.SetInParent()
+        if draw(st.booleans()):
+            draw(tools(req.chat))
     elif kind == "token_ids":
         token = _either(st.integers(0, 49151), INT32)
         req.token_ids.ids.extend(
