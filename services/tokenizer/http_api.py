@@ -478,11 +478,12 @@ async def start_http(
         api_key = os.environ.get("RADIXSERVE_API_KEY", "")
     if allowed_origins is None:
         allowed_origins = os.environ.get("RADIXSERVE_ALLOWED_ORIGINS", "")
+    protocol = http_protocol(http_impl)
     config = uvicorn.Config(
         BodyLimit(create_app(frontend, metrics, api_key, allowed_origins), max_body_bytes),
         host=host,
         port=port,
-        http=http_protocol(http_impl),
+        http=protocol,
         log_level="warning",
         lifespan="off",
         access_log=False,
@@ -498,5 +499,7 @@ async def start_http(
             task.result()
             raise RuntimeError(f"HTTP API on {host}:{port} stopped during start-up")
         await asyncio.sleep(0.01)
-    logger.info("http serving", extra={"kv": {"address": f"{host}:{sock.getsockname()[1]}"}})
+    address = f"{host}:{sock.getsockname()[1]}"
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # asyncio or uvloop
+    logger.info("http serving", extra={"kv": {"address": address, "http": protocol, "loop": loop}})
     return server, task
