@@ -29,10 +29,17 @@ sys.path.insert(0, str(ROOT))
 from bench.serving import launch  # noqa: E402
 
 logger = logging.getLogger("ab_host_path")
+NAMES = ("worker", "scheduler", "tokenizer")  # the order start_services starts them in
 
 
 def _env(pairs: list[str]) -> dict[str, str]:
     return dict(p.split("=", 1) for p in pairs)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_load(services: launch.Services, backend: str, conc: int, args: argparse.Namespace) -> dict:
@@ -55,13 +62,26 @@ def run_arm(name: str, root: Path, env: dict[str, str], args: argparse.Namespace
     services = launch.start_services(model, ["--max-rows", str(args.max_rows)], env)
     results = {}
     try:
+        run_load(services, "openai", 16, argparse.Namespace(**{**vars(args), "waves": 1}))  # warm
         for load in args.loads.split(","):
             backend, conc = load.split(":")
+            before = [cpu_seconds(p.pid) for p in services.procs]
             summary = run_load(services, backend, int(conc), args)
+            used = [cpu_seconds(p.pid) - b for p, b in zip(services.procs, before, strict=True)]
             keep = ("output_throughput", "ttft", "itl", "completed", "failed", "duration_s")
             results[load] = {k: summary.get(k) for k in keep}
+            # CPU time per output token of each service: what the host path costs, and far
+            # less sensitive than tok/s to other work on a shared machine.
+            tokens = max(summary.get("total_output_tokens", 0), 1)
+            results[load]["cpu_us_per_token"] = {
+                svc: round(u / tokens * 1e6, 2) for svc, u in zip(NAMES, used, strict=True)
+            }
             logger.info(
-                "%-5s %-11s %8.1f out tok/s", name, load, summary.get("output_throughput", 0)
+                "%-8s %-11s %8.1f out tok/s  cpu us/token %s",
+                name,
+                load,
+                summary.get("output_throughput", 0),
+                results[load]["cpu_us_per_token"],
             )
     finally:
         services.stop()
@@ -71,8 +91,14 @@ def run_arm(name: str, root: Path, env: dict[str, str], args: argparse.Namespace
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--base", type=Path, required=True, help="old tree (stubs generated)")
+    p.add_argument("--new", type=Path, default=ROOT, help="new tree (default: this checkout)")
     p.add_argument("--base-env", nargs="*", default=[], help="KEY=VALUE for the base services")
     p.add_argument("--new-env", nargs="*", default=[], help="KEY=VALUE for this tree's services")
+    p.add_argument(
+        "--also-new-without",
+        action="store_true",
+        help="a third arm: the new tree without --new-env (e.g. without httptools/uvloop)",
+    )
     p.add_argument("--loads", default="openai:64,openai:256,grpc:64,grpc:256")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--waves", type=int, default=2, help="requests = waves * concurrency")
@@ -84,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     arms = {
         "base": (args.base.resolve(), _env(args.base_env)),
-        "new": (ROOT, _env(args.new_env)),
+        "new": (args.new.resolve(), _env(args.new_env)),
     }
+    if args.also_new_without:
+        arms["new-bare"] = (args.new.resolve(), {})
     rounds: list[dict] = []
     for r in range(args.rounds):
         order = list(arms) if r % 2 == 0 else list(reversed(arms))
@@ -93,20 +121,29 @@ def main(argv: list[str] | None = None) -> int:
             root, env = arms[name]
             rounds.append({"round": r, "arm": name, "results": run_arm(name, root, env, args)})
     best: dict[str, dict[str, float]] = {}
+    cpu: dict[str, dict[str, dict[str, float]]] = {}  # load -> arm -> service -> least us/token
     for entry in rounds:
         for load, res in entry["results"].items():
             cur = best.setdefault(load, {})
             cur[entry["arm"]] = max(cur.get(entry["arm"], 0.0), res["output_throughput"] or 0.0)
+            least = cpu.setdefault(load, {}).setdefault(entry["arm"], {})
+            for svc, us in res["cpu_us_per_token"].items():
+                least[svc] = min(least.get(svc, float("inf")), us)
     for load, by_arm in best.items():
-        ratio = by_arm.get("new", 0) / by_arm["base"] if by_arm.get("base") else float("nan")
-        by_arm["new_over_base"] = round(ratio, 3)
-        print(f"{load:12s} base {by_arm.get('base', 0):8.1f}  new {by_arm.get('new', 0):8.1f}"
-              f"  x{ratio:.2f}", flush=True)  # fmt: skip
+        base = by_arm.get("base") or float("nan")
+        line = f"{load:12s} base {base:8.1f}"
+        for arm in [a for a in arms if a != "base"]:
+            by_arm[f"{arm}_over_base"] = round(by_arm.get(arm, 0) / base, 3)
+            line += f"  {arm} {by_arm.get(arm, 0):8.1f} x{by_arm[f'{arm}_over_base']:.2f}"
+        print(line, flush=True)
+        for arm, per_svc in cpu[load].items():
+            print(f"{'':12s} {arm:8s} cpu us/token (least) {per_svc}", flush=True)
     if args.out:
         meta = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "nproc": os.cpu_count()}
         meta["loadavg_end"] = os.getloadavg()
         meta["args"] = {k: str(v) for k, v in vars(args).items()}
-        args.out.write_text(json.dumps({"meta": meta, "best": best, "rounds": rounds}, indent=2))
+        doc = {"meta": meta, "best": best, "cpu_us_per_token": cpu, "rounds": rounds}
+        args.out.write_text(json.dumps(doc, indent=2))
     return 0
 
 
