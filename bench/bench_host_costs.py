@@ -22,15 +22,17 @@ sys.path.insert(0, str(ROOT))
 
 from radixserve.services.common import pbconv  # noqa: E402
 from radixserve.services.common.types import ForwardMode, ReqInput, StepInput  # noqa: E402
-from radixserve.services.scheduler.engine_loop import _event_output  # noqa: E402
+from radixserve.services.scheduler.engine_io import Outputs  # noqa: E402
 from radixserve.services.scheduler.request import TokenEvent  # noqa: E402
+from radixserve.services.scheduler.server import _event_output, outputs_to_pb  # noqa: E402
 from radixserve.services.tokenizer.backends.char_vocab import CharTokenizer  # noqa: E402
-from radixserve.services.tokenizer.clients import _output_from_pb  # noqa: E402
+from radixserve.services.tokenizer.clients import _output_from_pb, outputs_from_pb  # noqa: E402
 from radixserve.services.tokenizer.detokenizer import IncrementalDetokenizer  # noqa: E402
 from radixserve.services.tokenizer.http_api import _event  # noqa: E402
 from radixserve.services.tokenizer.manager import Chunk  # noqa: E402
 from radixserve.services.tokenizer.openai_protocol import Format  # noqa: E402
 from radixserve.services.tokenizer.server import _response  # noqa: E402
+from radixserve.v1 import scheduler_pb2  # noqa: E402
 
 logger = logging.getLogger("bench_host_costs")
 
@@ -60,7 +62,12 @@ def measure(batch: int) -> dict[str, float]:
     )
     step_pb = pbconv.step_to_pb(decode)
     events = [TokenEvent(f"{i}", [1234], None, None, 64, 10, 0) for i in range(batch)]
-    outs = [_event_output(e.rid, e) for e in events]
+    outs = [_event_output(e) for e in events]
+    # A decode step's news for one tokenizer: one RequestOutput per request (before the packed
+    # form), and packed (now); both serialized by the scheduler and parsed by the tokenizer.
+    per_request = scheduler_pb2.ConnectResponse(step_id=7, outputs=outs).SerializeToString()
+    packed = outputs_to_pb(Outputs(7, events)).SerializeToString()
+    parse = scheduler_pb2.ConnectResponse.FromString
     tok = CharTokenizer(128256)
     fmt = Format("m", tok, logprobs=False)
     chunk = Chunk(text="x", token_ids=[1234], prompt_tokens=64, completion_tokens=10)
@@ -74,15 +81,32 @@ def measure(batch: int) -> dict[str, float]:
         f"worker: step_from_pb, decode step of {batch}": per_call_us(
             lambda: pbconv.step_from_pb(step_pb)
         ),
-        # scheduler, per token
-        "scheduler: _event_output + serialize, per token": per_call_us(
-            lambda: _event_output(events[0].rid, events[0]).SerializeToString()
-        ),
+        # scheduler, per token (a decode step of `batch` requests for one tokenizer, / batch)
+        "scheduler: step news, one RequestOutput each + serialize, per token": per_call_us(
+            lambda: scheduler_pb2.ConnectResponse(
+                step_id=7, outputs=[_event_output(e) for e in events]
+            ).SerializeToString()
+        )
+        / batch,
+        "scheduler: step news, packed (outputs_to_pb) + serialize, per token": per_call_us(
+            lambda: outputs_to_pb(Outputs(7, events)).SerializeToString()
+        )
+        / batch,
         # tokenizer, per token
-        "tokenizer: _output_from_pb, per token": per_call_us(lambda: _output_from_pb(outs[0])),
+        "tokenizer: parse + one _output_from_pb each, per token": per_call_us(
+            lambda: [_output_from_pb(o) for o in parse(per_request).outputs]
+        )
+        / batch,
+        "tokenizer: parse + outputs_from_pb (packed), per token": per_call_us(
+            lambda: outputs_from_pb(parse(packed))
+        )
+        / batch,
         "tokenizer: detokenize one token (char vocab)": per_call_us(lambda: detok.feed([1234])),
         "tokenizer: SSE event (fmt.chunk + json), per token": per_call_us(
             lambda: _event(fmt.chunk(chunk, True))  # type: ignore[arg-type]
+        ),
+        "tokenizer: SSE event (fmt.event, the template), per token": per_call_us(
+            lambda: fmt.event(chunk, True)
         ),
         "tokenizer: gRPC GenerateResponse + serialize, per token": per_call_us(
             lambda: _response("rid-1", chunk).SerializeToString()

@@ -120,4 +120,28 @@ def run_service(
             await drain()
         await running.stop()  # type: ignore[attr-defined]
 
-    asyncio.run(serve())
+    factory = loop_factory(getattr(cfg, "event_loop", "asyncio"))
+    if factory is None or sys.version_info < (3, 11):
+        asyncio.run(serve())
+    else:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(serve())
+
+
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop a service runs on: ``uvloop`` (libuv, less per-callback overhead),
+    ``asyncio`` (None: the standard loop), or ``auto`` (uvloop when it is installed)."""
+    if choice not in EVENT_LOOPS:
+        raise ValueError(f"event_loop: unknown {choice!r}, known: {', '.join(EVENT_LOOPS)}")
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ValueError("event_loop: uvloop is not installed (pip install uvloop)") from None
+        return None
+    return uvloop.new_event_loop

@@ -284,6 +284,7 @@ class EngineLoop:
 
     def _dispatch(self, step_id: int, events: list[TokenEvent]) -> None:
         per_client: dict[int, list[TokenEvent]] = {}
+        generated = 0
         for ev in events:
             client_id, _, rid = ev.rid.partition("/")
             client = self.clients.get(int(client_id))
@@ -293,8 +294,9 @@ class EngineLoop:
             if ev.finish_reason is not None:
                 client.rids.discard(rid)
                 self.metrics.requests.labels(ev.finish_reason.kind.value).inc()
-            self.metrics.generated_tokens.inc(len(ev.token_ids))
+            generated += len(ev.token_ids)
             per_client.setdefault(client.client_id, []).append(ev)
+        self.metrics.generated_tokens.inc(generated)  # once a step, not once a request
         for client_id, outputs in per_client.items():
             self.clients[client_id].outbox.put_nowait(Outputs(step_id, outputs))
 

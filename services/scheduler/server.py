@@ -126,9 +126,34 @@ def request_from_pb(pb: scheduler_pb2.SchedRequest) -> Request:
 
 
 def outputs_to_pb(outputs: Outputs) -> scheduler_pb2.ConnectResponse:
-    return scheduler_pb2.ConnectResponse(
-        step_id=outputs.step_id, outputs=[_event_output(ev) for ev in outputs.events]
+    """Token-only events go packed column by column (the per-token case: a few packed arrays per
+    step); the rest, one RequestOutput each."""
+    rids: list[str] = []
+    counts: list[int] = []
+    tokens: list[int] = []
+    prompt: list[int] = []
+    completion: list[int] = []
+    cached: list[int] = []
+    full = []
+    for ev in outputs.events:
+        if ev.finish_reason is not None or ev.logprobs or ev.top_logprobs:
+            full.append(_event_output(ev))
+            continue
+        rids.append(ev.rid)
+        counts.append(len(ev.token_ids))
+        tokens += ev.token_ids
+        prompt.append(ev.prompt_tokens)
+        completion.append(ev.completion_tokens)
+        cached.append(ev.cached_tokens)
+    packed = scheduler_pb2.PackedOutputs(
+        rids=rids,
+        token_counts=counts,
+        token_ids=tokens,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=cached,
     )
+    return scheduler_pb2.ConnectResponse(step_id=outputs.step_id, outputs=full, packed=packed)
 
 
 def _event_output(ev: TokenEvent) -> scheduler_pb2.RequestOutput:

@@ -38,6 +38,32 @@ def _output_from_pb(pb: scheduler_pb2.RequestOutput) -> SchedOutput:
     )
 
 
+def outputs_from_pb(resp: scheduler_pb2.ConnectResponse) -> list[SchedOutput]:
+    """One step's news: the packed token-only requests, then the others."""
+    p = resp.packed
+    out = []
+    if p.rids:
+        tokens, start = list(p.token_ids), 0
+        columns = zip(
+            p.rids, p.token_counts, p.prompt_tokens, p.completion_tokens, p.cached_tokens,
+            strict=True,
+        )  # fmt: skip
+        for rid, count, prompt, completion, cached in columns:
+            out.append(
+                SchedOutput(
+                    rid=rid,
+                    token_ids=tokens[start : start + count],
+                    prompt_tokens=prompt,
+                    completion_tokens=completion,
+                    cached_tokens=cached,
+                )
+            )
+            start += count
+    if resp.outputs:
+        out += [_output_from_pb(o) for o in resp.outputs]
+    return out
+
+
 def _request_to_pb(req: GenerateInput) -> scheduler_pb2.SchedRequest:
     return scheduler_pb2.SchedRequest(
         rid=req.rid,
@@ -171,7 +197,7 @@ class SchedulerLink:
             writer = asyncio.create_task(self._write(call))
             prober = asyncio.create_task(self._probe())
             async for resp in call:
-                manager.on_outputs([_output_from_pb(o) for o in resp.outputs])
+                manager.on_outputs(outputs_from_pb(resp))
             return "scheduler unavailable: it closed the stream"
         except grpc.aio.AioRpcError as exc:
             return f"scheduler unavailable: {exc.code().name} {exc.details() or ''}".rstrip()

@@ -62,3 +62,16 @@ class TokenizerConfig:
     allowed_origins: str = field(
         default="", metadata={"help": "comma-separated CORS origins of the HTTP API (* = any)"}
     )
+    http_impl: str = field(
+        default="auto",
+        metadata={
+            "help": "HTTP/1.1 parser of the API: httptools (C), h11 (pure Python), or auto "
+            "(httptools when installed)"
+        },
+    )
+    event_loop: str = field(
+        default="auto",
+        metadata={
+            "help": "the tokenizer's asyncio loop: uvloop, asyncio, or auto (uvloop when installed)"
+        },
+    )

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import functools
 import hmac
-import json
+import importlib.util
 import logging
 import os
 import socket
@@ -206,9 +206,9 @@ async def _sse(
             if chunk.finish_reason == "error":
                 yield _event(oai.error_body(chunk.error or "engine error", kind="server_error"))
                 break
-            event = fmt.chunk(chunk, with_usage)
+            event = fmt.event(chunk, with_usage)  # NOTE: sse(fmt.chunk(...)), built faster
             if event is not None:
-                yield _event(event)
+                yield event
             unfinished -= chunk.finish_reason is not None
             if unfinished == 0:
                 break
@@ -221,7 +221,7 @@ async def _sse(
 
 
 def _event(payload: dict[str, Any]) -> str:
-    return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
+    return oai.sse(payload)
 
 
 def _engine_error(chunk: Chunk) -> JSONResponse:
@@ -422,6 +422,21 @@ def _model_card(frontend: Frontend) -> dict[str, Any]:
     }
 
 
+HTTP_IMPLS = ("auto", "httptools", "h11")
+
+
+def http_protocol(choice: str) -> str:
+    """uvicorn's HTTP/1.1 implementation: ``httptools`` (C parser, several times less Python per
+    SSE event than h11), ``h11`` (pure Python), or ``auto`` (httptools when installed)."""
+    if choice not in HTTP_IMPLS:
+        raise ValueError(f"http_impl: unknown {choice!r}, known: {', '.join(HTTP_IMPLS)}")
+    if choice == "auto":
+        choice = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+    elif choice == "httptools" and importlib.util.find_spec("httptools") is None:
+        raise ValueError("http_impl: httptools is not installed (pip install httptools)")
+    return choice
+
+
 class _Server(uvicorn.Server):
     """uvicorn without signal handling: the service's ``__main__`` owns SIGINT/SIGTERM."""
 
@@ -446,21 +461,24 @@ async def start_http(
     max_body_bytes: int = 0,
     api_key: str | None = None,
     allowed_origins: str | None = None,
+    http_impl: str = "auto",
 ) -> tuple[uvicorn.Server, asyncio.Task]:
     """Serves the API on ``host:port`` in the running loop; returns once it accepts connections.
 
     Raises OSError when the port cannot be bound. Stop it with ``server.should_exit = True`` and
     await the task. ``api_key`` / ``allowed_origins`` default to ``RADIXSERVE_API_KEY`` /
-    ``RADIXSERVE_ALLOWED_ORIGINS``.
+    ``RADIXSERVE_ALLOWED_ORIGINS``. ``http_impl``: see :func:`http_protocol`.
     """
     if api_key is None:
         api_key = os.environ.get("RADIXSERVE_API_KEY", "")
     if allowed_origins is None:
         allowed_origins = os.environ.get("RADIXSERVE_ALLOWED_ORIGINS", "")
+    protocol = http_protocol(http_impl)
     config = uvicorn.Config(
         BodyLimit(create_app(frontend, metrics, api_key, allowed_origins), max_body_bytes),
         host=host,
         port=port,
+        http=protocol,
         log_level="warning",
         lifespan="off",
         access_log=False,
@@ -476,5 +494,7 @@ async def start_http(
             task.result()
             raise RuntimeError(f"HTTP API on {host}:{port} stopped during start-up")
         await asyncio.sleep(0.01)
-    logger.info("http serving", extra={"kv": {"address": f"{host}:{sock.getsockname()[1]}"}})
+    address = f"{host}:{sock.getsockname()[1]}"
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # asyncio or uvloop
+    logger.info("http serving", extra={"kv": {"address": address, "http": protocol, "loop": loop}})
     return server, task

@@ -242,6 +242,10 @@ def _build_frontend(cfg: TokenizerConfig, tokenizer, info, link, source) -> Fron
 
 async def start_tokenizer(cfg: TokenizerConfig) -> RunningTokenizer:
     """Loads the vocabulary, waits for the scheduler, then serves gRPC and HTTP."""
+    if cfg.http_port >= 0:
+        from radixserve.services.tokenizer.http_api import http_protocol
+
+        http_protocol(cfg.http_impl)  # NOTE: a bad choice fails now, not after the scheduler wait
     metrics = TokenizerMetrics()
     serve_metrics(metrics.registry, cfg.metrics_port)
     source = resolve_model(cfg.model or None, cfg.load_format)
@@ -295,6 +299,7 @@ async def start_tokenizer(cfg: TokenizerConfig) -> RunningTokenizer:
             max_body_bytes=cfg.max_body_bytes,
             api_key=cfg.api_key,
             allowed_origins=cfg.allowed_origins,
+            http_impl=cfg.http_impl,
         )
     await server.set_ready(frontend.ready)
     logger.info(

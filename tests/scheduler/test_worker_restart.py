@@ -57,6 +57,9 @@ class Session:
         async with asyncio.timeout(timeout):
             while not cond():
                 resp = await self.call.read()
+                packed = resp.packed  # token-only news
+                for rid, n in zip(packed.rids, packed.token_counts, strict=True):
+                    self.tokens[rid] = self.tokens.get(rid, 0) + n
                 for out in resp.outputs:
                     self.tokens[out.rid] = self.tokens.get(out.rid, 0) + len(out.token_ids)
                     if out.finish_reason:
