@@ -19,6 +19,7 @@ import pytest
 
 from radixserve.services.scheduler.config import scheduler_config
 from radixserve.services.scheduler.server import start_scheduler
+from radixserve.services.tokenizer.clients import outputs_from_pb
 from radixserve.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 from tests.stack import free_port
 from tests.worker.test_tp_launch import ROOT, TINY_CONFIG
@@ -53,7 +54,7 @@ async def _one_request(worker_address: str, tokens: int) -> int:
             async with asyncio.timeout(60):
                 while True:
                     resp = await call.read()
-                    out = [o for o in resp.outputs if o.rid == "r"]
+                    out = [o for o in outputs_from_pb(resp) if o.rid == "r"]
                     got += sum(len(o.token_ids) for o in out)
                     if any(o.finish_reason for o in out):
                         break
