@@ -202,7 +202,8 @@ class RunningTokenizer:
         return cut
 
     async def stop(self) -> None:
-        await self.drain()
+        if not self.frontend.manager.draining:  # a signal ran the drain already
+            await self.drain()
         if self.http is not None:
             self.http.should_exit = True  # type: ignore[attr-defined]
             if self.http_task is not None:
