@@ -171,8 +171,15 @@ def test_with_two_engines_new_requests_go_to_the_one_not_draining(runner, tmp_pa
             ):
                 chunks: list[float] = []
                 futures = [pool.submit(stream, door, TOKENS, chunks) for _ in range(4)]
-                on_draining = lambda: scheduler_load(sched.address).running >= 1  # noqa: E731
-                assert wait_for(on_draining, timeout=60, every=0.02)
+                # Every stream admitted somewhere, at least one on the engine about to drain (a
+                # request that reaches it after the SIGTERM and before the front door's next
+                # readiness probe gets a 503: the router does not retry it elsewhere).
+
+                def all_admitted() -> bool:
+                    here, there = (scheduler_load(p.address).running for p in (sched, other))
+                    return here >= 1 and here + there == 4
+
+                assert wait_for(all_admitted, timeout=60, every=0.02)
                 t0 = sched.sigterm()
                 # The link's next readiness probe (every second) takes the engine out of routing.
                 time.sleep(1.5)

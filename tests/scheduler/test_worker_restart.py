@@ -69,12 +69,15 @@ class Session:
 async def serving(channel: grpc.aio.Channel) -> bool:
     """Whether health ``readiness`` and ``""`` both say SERVING (they must agree)."""
     stub = health_pb2_grpc.HealthStub(channel)
-    states = [
-        (await stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=2)).status
-        for name in ("readiness", "")
-    ]
-    assert states[0] == states[1]
-    return states[0] == SERVING
+    for _ in range(20):
+        states = [
+            (await stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=2)).status
+            for name in ("readiness", "")
+        ]
+        if states[0] == states[1]:
+            return states[0] == SERVING
+        await asyncio.sleep(0.05)  # the two reads straddled a change: read both again
+    raise AssertionError(f"readiness and the overall status disagree: {states}")
 
 
 async def wait_readiness(channel: grpc.aio.Channel, want: bool, timeout: float) -> float:
