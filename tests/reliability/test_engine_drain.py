@@ -57,6 +57,19 @@ def _kill(*procs: Proc) -> None:
             proc.popen.wait()
 
 
+def _engine(tmp_path, worker_drain: float) -> tuple[Proc, Proc]:
+    """A worker and a scheduler (drain 30 s) as processes, once both are ready."""
+    worker = spawn_worker(tmp_path, drain=worker_drain)
+    sched = spawn_scheduler(tmp_path, worker.address, drain=30)
+    try:
+        wait_ready(worker)
+        wait_ready(sched)
+    except BaseException:
+        _kill(worker, sched)
+        raise
+    return worker, sched
+
+
 @pytest.mark.timeout(180)
 def test_sigterm_to_the_scheduler_finishes_running_streams_then_exits(runner, tmp_path):
     with in_process_worker(runner) as worker_address:
@@ -104,11 +117,8 @@ def test_drain_period_shorter_than_the_work_ends_the_rest_with_an_error(runner, 
 @pytest.mark.slow  # a worker process loads the model (~10 s), then waits out its drain period
 @pytest.mark.timeout(240)
 def test_sigterm_to_the_worker_alone_serves_its_scheduler_until_its_deadline(tmp_path):
-    worker = spawn_worker(tmp_path, drain=12)
-    sched = spawn_scheduler(tmp_path, worker.address, drain=30)
+    worker, sched = _engine(tmp_path, worker_drain=12)
     try:
-        wait_ready(worker)
-        wait_ready(sched)
         with front_door(sched.address) as door, ThreadPoolExecutor(4) as pool:
             futures, chunks = _start_streams(pool, door, sched)
             t0 = worker.sigterm()
@@ -132,11 +142,8 @@ def test_sigterm_to_the_worker_alone_serves_its_scheduler_until_its_deadline(tmp
 @pytest.mark.slow  # a worker process loads the model (~10 s)
 @pytest.mark.timeout(240)
 def test_sigterm_to_both_at_once_as_kubernetes_does(tmp_path):
-    worker = spawn_worker(tmp_path, drain=40)
-    sched = spawn_scheduler(tmp_path, worker.address, drain=30)
+    worker, sched = _engine(tmp_path, worker_drain=40)
     try:
-        wait_ready(worker)
-        wait_ready(sched)
         with front_door(sched.address) as door, ThreadPoolExecutor(4) as pool:
             futures, chunks = _start_streams(pool, door, sched)
             t0 = sched.sigterm()

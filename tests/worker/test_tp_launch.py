@@ -57,23 +57,35 @@ def test_flags_are_checked_naming_the_field():
     assert not wants_tp(WorkerConfig(), {})
 
 
-@pytest.fixture
-def tiny_tp2_worker(tmp_path):
-    """A served --tp 2 worker (tiny dummy weights) and its one follower, once ready."""
+def start_tiny_tp2_worker(
+    tmp_path, port: int, metrics_port: int = 0, env: dict | None = None
+) -> subprocess.Popen:
+    """Starts a served --tp 2 worker on tiny dummy weights; returns it once ready (the caller
+    kills it)."""
     config = tmp_path / "config.json"
     config.write_text(json.dumps(TINY_CONFIG))
-    port = free_port()
     worker = subprocess.Popen(
         [sys.executable, "-m", "radixserve.services.worker", "--tp", "2", "--port", str(port),
-         "--host", "127.0.0.1", "--metrics-port", "0", "--model", str(config),
+         "--host", "127.0.0.1", "--metrics-port", str(metrics_port), "--model", str(config),
          "--load-format", "dummy", "--num-slots", "64", "--max-rows", "2"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"},
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1", **(env or {})},
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 150
         while not ready(f"127.0.0.1:{port}"):
             assert worker.poll() is None and time.monotonic() < deadline
             time.sleep(0.5)
+    except BaseException:
+        worker.kill()
+        raise
+    return worker
+
+
+@pytest.fixture
+def tiny_tp2_worker(tmp_path):
+    """A served --tp 2 worker (tiny dummy weights) and its one follower, once ready."""
+    worker = start_tiny_tp2_worker(tmp_path, free_port())
+    try:
         followers = children(worker.pid)
         assert len(followers) == 1
         yield worker, followers[0]

@@ -8,11 +8,6 @@ Prometheus scrapes; the follower's own endpoint answers on loopback only.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
-import time
 import urllib.request
 
 import pytest
@@ -22,8 +17,8 @@ from radixserve.services.scheduler.server import start_scheduler
 from radixserve.services.tokenizer.clients import outputs_from_pb
 from radixserve.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 from tests.stack import free_port
-from tests.worker.test_tp_launch import ROOT, TINY_CONFIG
-from tests.worker.tp_procs import free_ports, rank_samples, ready
+from tests.worker.test_tp_launch import start_tiny_tp2_worker
+from tests.worker.tp_procs import free_ports, rank_samples
 
 FORWARD_COUNT = "radixserve_worker_tp_forward_seconds_count"
 
@@ -66,21 +61,11 @@ async def _one_request(worker_address: str, tokens: int) -> int:
 
 @pytest.mark.timeout(180)
 def test_both_ranks_forward_time_is_scraped_with_tp_rank(tmp_path):
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps(TINY_CONFIG))
     port, metrics = free_port(), free_ports(2)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "radixserve.services.worker", "--tp", "2", "--port", str(port),
-         "--host", "127.0.0.1", "--metrics-port", str(metrics), "--model", str(config),
-         "--load-format", "dummy", "--num-slots", "64", "--max-rows", "2"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1",
-                       "RADIXSERVE_METRICS_HOST": "0.0.0.0"},
-    )  # fmt: skip
+    worker = start_tiny_tp2_worker(
+        tmp_path, port, metrics, env={"RADIXSERVE_METRICS_HOST": "0.0.0.0"}
+    )
     try:
-        deadline = time.monotonic() + 150
-        while not ready(f"127.0.0.1:{port}"):
-            assert worker.poll() is None and time.monotonic() < deadline
-            time.sleep(0.5)
         before = _scrape(metrics)
         assert rank_samples(before, "radixserve_worker_tp_rank_up") == {"0": 1.0, "1": 1.0}
         counts = rank_samples(before, FORWARD_COUNT)
