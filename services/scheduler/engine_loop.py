@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+from radixserve.services.common.grpc_util import wait_while
 from radixserve.services.common.types import ModelInfo, StepOutput
 from radixserve.services.scheduler.engine_io import (
     ClientStream,
@@ -159,10 +160,7 @@ class EngineLoop:
         waiting up to ``timeout`` seconds for the streams to go."""
         for client in self.clients.values():
             client.outbox.put_nowait(None)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.clients and loop.time() < deadline:
-            await asyncio.sleep(0.02)
+        await wait_while(lambda: self.clients, timeout)
 
     # -- worker side ------------------------------------------------------------------------
     async def connect(self, timeout: float) -> ModelInfo:

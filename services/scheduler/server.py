@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from radixserve.services.common import pbconv
+from radixserve.services.common.grpc_util import wait_while
 from radixserve.services.common.metrics import serve_metrics
 from radixserve.services.common.server import ServiceServer
 from radixserve.services.common.types import ModelInfo
@@ -217,10 +218,7 @@ class RunningScheduler:
             "draining",
             extra={"kv": {"running": stats.running, "waiting": stats.waiting, "s": seconds}},
         )
-        clock = asyncio.get_running_loop()
-        deadline = clock.time() + seconds
-        while loop.has_work and clock.time() < deadline and not self.task.done():
-            await asyncio.sleep(0.02)
+        await wait_while(lambda: loop.has_work and not self.task.done(), seconds)
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
         cut = loop.end_all(f"scheduler shut down (drain period of {seconds:g}s over)")

@@ -12,7 +12,7 @@ from prometheus_client import Gauge
 
 from radixserve.services.common import pbchat, pbconv
 from radixserve.services.common.errors import InvalidArgument, RequestError
-from radixserve.services.common.grpc_util import abort_with
+from radixserve.services.common.grpc_util import abort_with, wait_while
 from radixserve.services.common.metrics import serve_metrics
 from radixserve.services.common.model_source import resolve_model
 from radixserve.services.common.server import GRPC_OPTIONS, MAX_MESSAGE_BYTES, ServiceServer
@@ -191,10 +191,7 @@ class RunningTokenizer:
         await self.server.set_ready(False)
         seconds = self.drain_seconds if seconds is None else seconds
         logger.info("draining", extra={"kv": {"running": manager.num_running, "s": seconds}})
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        while manager.num_running and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        await wait_while(lambda: manager.num_running, seconds, every=0.05)
         cut = manager.num_running
         if cut:
             manager.fail_all(f"the server shut down (drain period of {seconds:g}s over)")

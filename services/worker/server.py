@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 from radixserve.services.common import pbconv
+from radixserve.services.common.grpc_util import wait_while
 from radixserve.services.common.metrics import serve_metrics
 from radixserve.services.common.server import ServiceServer
 from radixserve.services.worker.config import WorkerConfig
@@ -133,11 +134,7 @@ class RunningWorker:
         self.servicer.draining = True
         await self.server.set_ready(False)
         logger.info("draining", extra={"kv": {"streams": self.servicer.open_streams, "s": seconds}})
-        clock = asyncio.get_running_loop()
-        deadline = clock.time() + seconds
-        while self.servicer.open_streams and clock.time() < deadline:
-            await asyncio.sleep(0.02)
-        if self.servicer.open_streams:
+        if not await wait_while(lambda: self.servicer.open_streams, seconds):
             logger.warning("drain period over with a scheduler stream open")
             return False
         return True
