@@ -7,6 +7,7 @@ size of a whole request body or message in the transports (413 / RESOURCE_EXHAUS
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -47,12 +48,19 @@ class Limits:
 
 
 class BodyLimit:
-    """ASGI middleware: a request body over ``max_bytes`` is answered 413 without reading it all.
+    """ASGI middleware: a request body over ``max_bytes`` is answered 413 without keeping it.
 
-    A declared Content-Length over the limit is refused before any byte is read; a chunked body
-    is cut as soon as it passes the limit (the app then sees a disconnect and its own answer is
-    dropped).
+    A declared Content-Length over the limit is refused before any byte is handed to the app; a
+    chunked body is cut as soon as it passes the limit (the app then sees a disconnect and its own
+    answer is dropped). Either way the rest of the upload is read and dropped before the answer
+    is completed and the connection closed (a "lingering close", bounded by
+    ``DISCARD_SECONDS``/``DISCARD_BYTES``): closing with unread bytes in the socket makes the
+    kernel send a reset, and a client still sending (most send the whole body before reading)
+    would lose the 413 it had been sent.
     """
+
+    DISCARD_SECONDS = 10.0
+    DISCARD_BYTES = 1 << 30
 
     def __init__(self, app: Any, max_bytes: int) -> None:
         self.app = app
@@ -64,8 +72,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
-            await _discard(receive)
+            await self._refuse(receive, send, more=True)
             return
         seen = 0
         refused = False
@@ -79,9 +86,7 @@ class BodyLimit:
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     refused = True
-                    await self._refuse(send)
-                    if message.get("more_body"):
-                        await _discard(receive)
+                    await self._refuse(receive, send, more=bool(message.get("more_body")))
                     return {"type": "http.disconnect"}
             return message
 
@@ -91,7 +96,8 @@ class BodyLimit:
 
         await self.app(scope, limited_receive, guarded_send)
 
-    async def _refuse(self, send: Any) -> None:
+    async def _refuse(self, receive: Any, send: Any, more: bool) -> None:
+        """Sends the whole 413 body but completes the response only after the upload is dropped."""
         body = json.dumps(
             {
                 "error": {
@@ -108,16 +114,20 @@ class BodyLimit:
             (b"connection", b"close"),
         ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        if more:
+            try:
+                await asyncio.wait_for(_discard(receive, self.DISCARD_BYTES), self.DISCARD_SECONDS)
+            except asyncio.TimeoutError:
+                pass  # NOTE: a client still sending after this may lose the answer; bounded on purpose
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _discard(receive: Any) -> None:
-    """Reads the rest of a refused body and drops it, chunk by chunk.
-
-    NOTE: closing with unread bytes in the socket makes the kernel send a reset, and a client
-    still sending (most do before reading) then loses the 413 itself; nothing is kept here.
-    """
-    while True:
+async def _discard(receive: Any, limit: int) -> None:
+    """Reads the rest of a refused body (at most ``limit`` bytes) and drops it, chunk by chunk."""
+    dropped = 0
+    while dropped < limit:
         message = await receive()
         if message["type"] != "http.request" or not message.get("more_body"):
             return
+        dropped += len(message.get("body", b""))

@@ -7,6 +7,7 @@ is 413 / RESOURCE_EXHAUSTED before it is read; too many or too long stop strings
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -84,6 +85,39 @@ def test_oversized_body_and_message_are_refused_unread(stack):
         with pytest.raises(grpc.RpcError) as exc:
             stub.Tokenize(tokenizer_pb2.TokenizeRequest(text="a" * (40 * MB)), timeout=30)
         assert exc.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_413_reaches_a_client_that_pauses_mid_upload(stack):
+    """The refusal is not lost to a reset: the server drops the rest of the upload before closing.
+
+    A CI run lost a 413's body ("received 0 bytes, expected 153") when the server closed a socket
+    holding unread upload bytes; this client stops sending half way, so that close was certain.
+    """
+    host, port = stack.http_url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        head = (
+            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {50 * MB}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + b'{"prompt": "' + b"a" * (4 * MB))
+        time.sleep(0.5)  # NOTE: the answer is on its way; the old code closed with 4 MiB unread here
+        raw = b""
+        while b"\r\n\r\n" not in raw:
+            raw += sock.recv(65536)
+        header, _, rest = raw.partition(b"\r\n\r\n")
+        length = int(
+            next(
+                line.split(b":", 1)[1]
+                for line in header.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+        )
+        while len(rest) < length:
+            chunk = sock.recv(65536)
+            assert chunk, "connection closed before the 413 body arrived"
+            rest += chunk
+    assert header.startswith(b"HTTP/1.1 413")
+    assert b"max_body_bytes" in rest
 
 
 @pytest.mark.parametrize("stop", [["x"] * 65, ["y" * 1025]])
