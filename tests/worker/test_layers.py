@@ -21,6 +21,7 @@ from radixserve.services.worker.layers import (
     QKVParallelLinear,
     RowParallelLinear,
 )
+from radixserve.services.worker.layers.linear import CPU_SMALL_ROWS, linear
 from radixserve.services.worker.layers.ops import get_ops
 from radixserve.services.worker.layers.rotary import RotaryEmbedding
 from radixserve.services.worker.loader import dummy, load_model
@@ -30,6 +31,24 @@ from radixserve.services.worker.rows import RowTable
 from radixserve.services.worker.runner_config import pick_backend
 from radixserve.services.worker.sampling import Sampler
 from tests.worker.conftest import LLAMA3_SCALING
+
+
+@pytest.mark.parametrize("rows", [1, 2, 8, CPU_SMALL_ROWS, CPU_SMALL_ROWS + 1])
+@pytest.mark.parametrize("out_features", [96, 50])  # 50: not a multiple of the row blocks
+@pytest.mark.parametrize("bias", [False, True])
+def test_cpu_small_batch_linear_matches_f_linear(rows, out_features, bias):
+    g = torch.Generator().manual_seed(rows * 1000 + out_features)
+    x = torch.randn(rows, 40, generator=g)
+    w = torch.randn(out_features, 40, generator=g)
+    b = torch.randn(out_features, generator=g) if bias else None
+    ref = torch.nn.functional.linear(x, w, b)
+    y = linear(x, w, b)
+    assert y.shape == ref.shape and y.is_contiguous()
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    # A transposed (non-contiguous) weight view and a 3-D input take F.linear.
+    wt = w.t().contiguous().t()
+    torch.testing.assert_close(linear(x, wt, b), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(linear(x[None], w, b)[0], ref, rtol=1e-5, atol=1e-5)
 
 
 def test_llama3_inv_freq_matches_transformers():

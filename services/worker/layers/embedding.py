@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from radixserve.services.worker.layers.linear import linear
 from radixserve.services.worker.parallel.shapes import vocab_shard
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class LMHead(VocabEmbedding):
         self.weight = embedding.weight
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor | None:
-        logits = F.linear(hidden, self.weight)
+        logits = linear(hidden, self.weight)
         if self.group is None:
             return logits
         full = self.group.gather_to_leader(logits, dim=-1)
