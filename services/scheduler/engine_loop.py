@@ -101,9 +101,11 @@ class EngineLoop:
         """Queue requests whose rids are the tokenizer's own; refuse those that cannot run."""
         for req in reqs:
             rid = req.rid
+            if self.draining:
+                message = "scheduler unavailable: shutting down (draining)"
+                self.refuse(client, rid, message, len(req.input_ids), retry_elsewhere=True)
+                continue
             try:
-                if self.draining:
-                    raise WorkerGone("scheduler unavailable: shutting down (draining)")
                 if self.core is None:
                     raise WorkerGone(self.down_reason)
                 if rid in client.rids:
@@ -117,9 +119,18 @@ class EngineLoop:
             self.metrics.prompt_tokens.inc(len(req.input_ids))
         self._wake.set()
 
-    def refuse(self, client: ClientStream, rid: str, message: str, prompt_tokens: int = 0) -> None:
-        """End ``rid`` at once with an ERROR naming why (a bad field, or the worker is down)."""
-        event = TokenEvent(rid, [], None, FinishReason.error(message), prompt_tokens, 0, 0)
+    def refuse(
+        self,
+        client: ClientStream,
+        rid: str,
+        message: str,
+        prompt_tokens: int = 0,
+        retry_elsewhere: bool = False,
+    ) -> None:
+        """End ``rid`` at once with an ERROR naming why (a bad field, the worker is down, or a
+        drain: then ``retry_elsewhere`` lets the front door send it to another engine)."""
+        reason = FinishReason.error(message, retry_elsewhere)
+        event = TokenEvent(rid, [], None, reason, prompt_tokens, 0, 0)
         client.outbox.put_nowait(Outputs(0, [event]))
 
     def abort(self, client: ClientStream, rids: list[str]) -> None:

@@ -24,6 +24,7 @@ class FinishReason:
     kind: FinishKind
     matched_token: int | None = None  # the EOS / stop token id for STOP
     message: str = ""
+    retry_elsewhere: bool = False  # ERROR before any work, from a draining engine
 
     @classmethod
     def stop(cls, token_id: int) -> FinishReason:
@@ -38,8 +39,8 @@ class FinishReason:
         return cls(FinishKind.ABORT, message=message)
 
     @classmethod
-    def error(cls, message: str) -> FinishReason:
-        return cls(FinishKind.ERROR, message=message)
+    def error(cls, message: str, retry_elsewhere: bool = False) -> FinishReason:
+        return cls(FinishKind.ERROR, message=message, retry_elsewhere=retry_elsewhere)
 
 
 @dataclass(slots=True)

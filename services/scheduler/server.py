@@ -168,6 +168,7 @@ def _event_output(ev: TokenEvent) -> scheduler_pb2.RequestOutput:
             out.matched_stop_token = fr.matched_token
         if fr.kind in (FinishKind.ERROR, FinishKind.ABORT) and fr.message != "aborted":
             out.error = fr.message
+        out.retry_elsewhere = fr.retry_elsewhere
     out.usage.prompt_tokens = ev.prompt_tokens
     out.usage.completion_tokens = ev.completion_tokens
     out.usage.cached_tokens = ev.cached_tokens

@@ -35,6 +35,7 @@ def _output_from_pb(pb: scheduler_pb2.RequestOutput) -> SchedOutput:
         completion_tokens=pb.usage.completion_tokens,
         cached_tokens=pb.usage.cached_tokens,
         error=pb.error,
+        retry_elsewhere=pb.retry_elsewhere,
     )
 
 
@@ -161,6 +162,11 @@ class SchedulerLink:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await self.channel.close()
+
+    def refused_draining(self) -> None:
+        """The scheduler refused a request because it drains: not ready until a probe (or a
+        new stream, after a restart) says it serves again."""
+        self._set(serving=False)
 
     def _set(self, up: bool | None = None, serving: bool | None = None) -> None:
         before = self.ready

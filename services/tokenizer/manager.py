@@ -41,6 +41,7 @@ class SchedOutput:
     cached_tokens: int = 0
     error: str = ""
     top_logprobs: list[TopLogprobs] | None = None  # one per token when asked for
+    retry_elsewhere: bool = False  # refused unstarted by a draining engine (see SchedulerPool)
 
 
 @dataclass

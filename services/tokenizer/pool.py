@@ -3,7 +3,10 @@
 :class:`SchedulerPool` is the manager's ``Upstream``. It routes each new request (all n samples
 of one client request together) with :class:`~services.tokenizer.router.Router`, remembers which
 link owns each rid so that aborts follow the request, polls every scheduler's ``GetLoad`` in the
-background, and fails only the requests of a link whose stream broke.
+background, and fails only the requests of a link whose stream broke. A request that a draining
+engine refuses before running any of it (``retry_elsewhere``) goes to another ready engine instead
+of failing: the front door learns of a drain from the refusal itself, not only from its next
+readiness probe.
 """
 
 from __future__ import annotations
@@ -58,10 +61,15 @@ class _LinkSink:
         self.pool, self.index, self.manager = pool, index, manager
 
     def on_outputs(self, outputs: list[SchedOutput]) -> None:
+        passed = []
         for out in outputs:
+            if out.retry_elsewhere and self.pool.reroute(self.index, out.rid):
+                continue
+            self.pool.unstarted.pop(out.rid, None)
             if out.finish_reason is not None:
                 self.pool.forget(out.rid)
-        self.manager.on_outputs(outputs)
+            passed.append(out)
+        self.manager.on_outputs(passed)
 
     def fail_all(self, message: str) -> None:
         rids = self.pool.rids_of(self.index)
@@ -83,6 +91,9 @@ class SchedulerPool:
         self.router = Router(len(self.links), router_cfg)
         self.poll_seconds = poll_seconds
         self.owner: dict[str, int] = {}  # rid -> link index
+        # rid -> its input, until the engine's first news of it: a drain refusal is re-sent
+        self.unstarted: dict[str, GenerateInput] = {}
+        self.rerouted = 0  # requests a draining engine refused and another one took
         self._poll_task: asyncio.Task | None = None
         self.on_change: Callable[[bool], None] = lambda ready: None
         for link in self.links:
@@ -124,7 +135,31 @@ class SchedulerPool:
         self.links[index].add(reqs)  # raises (nothing recorded) when invalid or the link is down
         for req in reqs:
             self.owner[req.rid] = index
+            self.unstarted[req.rid] = req
         self.router.in_flight[index] += len(reqs)
+
+    def reroute(self, index: int, rid: str) -> bool:
+        """Link ``index`` refused unstarted ``rid`` because it is draining: the link leaves the
+        routing at once and the request goes to another ready engine. False when there is none
+        (or ``rid`` is not one of ours there); the refusal then reaches the client."""
+        self.links[index].refused_draining()
+        req = self.unstarted.pop(rid, None)
+        if req is None or self.owner.get(rid) != index or not self.ready:
+            return False
+        other = self.router.choose(req.input_ids)
+        if other == index:
+            return False
+        try:
+            self.links[other].add([req])
+        except Unavailable:
+            return False
+        self.forget(rid)
+        self.owner[rid] = other
+        self.router.in_flight[other] += 1
+        self.unstarted[rid] = req
+        self.rerouted += 1
+        logger.info("request re-routed from a draining engine", extra={"kv": {"rid": rid}})
+        return True
 
     def abort(self, rids: list[str]) -> None:
         """Sends each abort to the link that has the request; unknown (finished) rids drop."""
@@ -138,6 +173,7 @@ class SchedulerPool:
             self.links[index].abort(group)
 
     def forget(self, rid: str) -> None:
+        self.unstarted.pop(rid, None)
         index = self.owner.pop(rid, None)
         if index is not None:
             self.router.in_flight[index] -= 1

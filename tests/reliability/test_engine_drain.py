@@ -174,13 +174,16 @@ def test_with_two_engines_new_requests_go_to_the_one_not_draining(runner, tmp_pa
                 wait_ready(proc)
             with (
                 front_door(f"{sched.address},{other.address}") as door,
-                ThreadPoolExecutor(6) as pool,
+                ThreadPoolExecutor(12) as pool,
             ):
+                upstream = door.handles[-1].frontend.manager.upstream
+                # The front door's readiness probes stop (after the one under way), so that only
+                # the drain refusal itself can take the draining engine out of routing.
+                for link in upstream.links:
+                    link.probe_seconds = 3600
+                time.sleep(1.2)
                 chunks: list[float] = []
                 futures = [pool.submit(stream, door, TOKENS, chunks) for _ in range(4)]
-                # Every stream admitted somewhere, at least one on the engine about to drain (a
-                # request that reaches it after the SIGTERM and before the front door's next
-                # readiness probe gets a 503: the router does not retry it elsewhere).
 
                 def all_admitted() -> bool:
                     here, there = (scheduler_load(p.address).running for p in (sched, other))
@@ -188,9 +191,13 @@ def test_with_two_engines_new_requests_go_to_the_one_not_draining(runner, tmp_pa
 
                 assert wait_for(all_admitted, timeout=60, every=0.02)
                 t0 = sched.sigterm()
-                # The link's next readiness probe (every second) takes the engine out of routing.
-                time.sleep(1.5)
-                assert [plain(door, 4) for _ in range(3)] == ["finished:length"] * 3
+                assert wait_for(lambda: readiness(sched.address) != SERVING, timeout=10)
+                # At once, eight requests: the router spreads them over both engines (each add
+                # counts in flight), the draining one refuses its share unstarted and the front
+                # door sends each of those to the other engine instead of answering 503.
+                late = [pool.submit(plain, door, 4) for _ in range(8)]
+                assert [f.result(timeout=120) for f in late] == ["finished:length"] * 8
+                assert upstream.rerouted >= 1
                 outcomes = [f.result(timeout=120) for f in futures]
             assert outcomes == [("finished:length", TOKENS)] * 4, sched.tail()
             assert max(chunks) > t0

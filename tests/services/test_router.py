@@ -92,6 +92,10 @@ class FakeLink:
     def abort(self, rids):
         self.aborted += rids
 
+    def refused_draining(self):
+        self.ready = False
+        self.on_change()
+
 
 def _req(rid: str, ids: list[int]) -> GenerateInput:
     return GenerateInput(rid, ids, SamplingParams(max_new_tokens=4))
@@ -102,6 +106,8 @@ def _pool_with_fake_links() -> SchedulerPool:
         pool = SchedulerPool("a:1,b:2", "t")  # grpc.aio channels want a running loop
         await pool.close()
         pool.links = [FakeLink(), FakeLink()]  # type: ignore[list-item]
+        for link in pool.links:
+            link.on_change = pool._link_changed
         return pool
 
     return asyncio.run(build())
@@ -147,3 +153,42 @@ def test_a_broken_link_fails_only_its_own_requests():
     assert manager.failed == ["q"] and list(pool.owner) == ["p"]
     _LinkSink(pool, p_link, manager).on_outputs([SchedOutput("p", [1], finish_reason="length")])
     assert manager.outputs == ["p"] and pool.owner == {} and pool.router.in_flight == [0, 0]
+
+
+def test_a_drain_refusal_sends_the_request_to_the_other_engine():
+    from radixserve.services.tokenizer.manager import SchedOutput
+    from radixserve.services.tokenizer.pool import _LinkSink
+
+    pool = _pool_with_fake_links()
+    manager = FakeManager()
+    pool.add([_req("r", LONG_A)])
+    a = pool.owner["r"]
+
+    def refusal() -> SchedOutput:
+        return SchedOutput("r", [], finish_reason="error", error="draining", retry_elsewhere=True)
+
+    _LinkSink(pool, a, manager).on_outputs([refusal()])  # type: ignore[arg-type]
+    assert manager.outputs == [] and pool.rerouted == 1
+    assert pool.owner == {"r": 1 - a} and pool.links[1 - a].added == [["r"]]
+    assert pool.router.in_flight[a] == 0 and pool.router.in_flight[1 - a] == 1
+    assert pool.router.down == {a}  # out of routing before any readiness probe
+    # The other engine drains too: no engine left, so the refusal reaches the client.
+    _LinkSink(pool, 1 - a, manager).on_outputs([refusal()])  # type: ignore[arg-type]
+    assert manager.outputs == ["r"] and pool.owner == {} and pool.router.in_flight == [0, 0]
+    assert pool.rerouted == 1 and not pool.ready
+
+
+def test_news_of_a_request_ends_its_chance_to_be_re_routed():
+    from radixserve.services.tokenizer.manager import SchedOutput
+    from radixserve.services.tokenizer.pool import _LinkSink
+
+    pool = _pool_with_fake_links()
+    manager = FakeManager()
+    pool.add([_req("s", LONG_A)])
+    a = pool.owner["s"]
+    sink = _LinkSink(pool, a, manager)
+    sink.on_outputs([SchedOutput("s", [5])])  # type: ignore[arg-type]
+    assert pool.unstarted == {}
+    late = SchedOutput("s", [], finish_reason="error", error="x", retry_elsewhere=True)
+    sink.on_outputs([late])  # type: ignore[arg-type]
+    assert manager.outputs == ["s", "s"] and pool.rerouted == 0 and pool.owner == {}
