@@ -128,10 +128,24 @@ def model_info_from_pb(pb: common_pb2.ModelInfo) -> ModelInfo:
     )
 
 
+def _plain_decode(r: ReqInput) -> bool:
+    return (
+        r.token_ids is None
+        and r.sample
+        and r.sampling is None
+        and not r.prefix_slots
+        and len(r.new_slots) == 1
+    )
+
+
 def step_to_pb(step: StepInput) -> worker_pb2.ForwardRequest:
     pb = worker_pb2.ForwardRequest(
         step_id=step.step_id, mode=int(step.mode), release_rows=step.release_rows
     )
+    if step.mode == ForwardMode.DECODE and step.reqs and all(map(_plain_decode, step.reqs)):
+        pb.decode.rows.extend([r.row for r in step.reqs])
+        pb.decode.new_slots.extend([r.new_slots[0] for r in step.reqs])
+        return pb
     for r in step.reqs:
         req = pb.reqs.add(row=r.row, new_slots=r.new_slots, skip_sample=not r.sample)
         if r.token_ids is not None:
@@ -147,6 +161,15 @@ def step_to_pb(step: StepInput) -> worker_pb2.ForwardRequest:
 
 
 def step_from_pb(pb: worker_pb2.ForwardRequest) -> StepInput:
+    """The step; ValueError when its packed decode form is malformed."""
+    if pb.HasField("decode"):
+        d = pb.decode
+        if pb.reqs:
+            raise ValueError("decode: a packed decode step cannot also carry reqs")
+        if len(d.rows) != len(d.new_slots):
+            raise ValueError(f"decode: {len(d.rows)} rows but {len(d.new_slots)} new_slots")
+        reqs = [ReqInput(row, [slot]) for row, slot in zip(d.rows, d.new_slots, strict=True)]
+        return StepInput(pb.step_id, ForwardMode(pb.mode), reqs, list(pb.release_rows))
     reqs = []
     for r in pb.reqs:
         is_decode = len(r.token_ids) == 0

@@ -119,7 +119,7 @@ class BodyLimit:
             try:
                 await asyncio.wait_for(_discard(receive, self.DISCARD_BYTES), self.DISCARD_SECONDS)
             except asyncio.TimeoutError:
-                pass  # NOTE: a client still sending after this may lose the answer; bounded on purpose
+                pass  # NOTE: bounded on purpose; a client still sending may then lose the answer
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

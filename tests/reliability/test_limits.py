@@ -100,7 +100,7 @@ def test_413_reaches_a_client_that_pauses_mid_upload(stack):
             f"Content-Length: {50 * MB}\r\n\r\n"
         )
         sock.sendall(head.encode() + b'{"prompt": "' + b"a" * (4 * MB))
-        time.sleep(0.5)  # NOTE: the answer is on its way; the old code closed with 4 MiB unread here
+        time.sleep(0.5)  # NOTE: the answer is on its way; the old code closed with 4 MiB unread
         raw = b""
         while b"\r\n\r\n" not in raw:
             raw += sock.recv(65536)

@@ -61,3 +61,21 @@ def test_step_and_result_carry_the_new_fields():
     back_out = pbconv.output_from_pb(pbconv.output_to_pb(out))
     assert back_out.top_logprobs == [top, None]
     assert pbconv.output_from_pb(pbconv.output_to_pb(StepOutput(2, [1]))).top_logprobs is None
+
+
+def test_plain_decode_steps_travel_packed_and_others_do_not():
+    plain = StepInput(4, ForwardMode.DECODE, [ReqInput(2, [30]), ReqInput(0, [31])], [5])
+    pb = pbconv.step_to_pb(plain)
+    assert not pb.reqs and list(pb.decode.rows) == [2, 0] and list(pb.decode.new_slots) == [30, 31]
+    assert pbconv.step_from_pb(pb) == plain
+    # A request that brings sampling params (or samples nothing) keeps the per-request form.
+    first = StepInput(
+        5, ForwardMode.DECODE, [ReqInput(2, [30]), ReqInput(1, [32], sampling=EXTENDED)]
+    )
+    pb = pbconv.step_to_pb(first)
+    assert not pb.HasField("decode") and len(pb.reqs) == 2
+    assert pbconv.step_from_pb(pb).reqs[1].sampling == EXTENDED
+    both = pbconv.step_to_pb(plain)
+    both.reqs.add(row=1, new_slots=[3])
+    with pytest.raises(ValueError, match="decode: a packed decode step cannot also carry reqs"):
+        pbconv.step_from_pb(both)

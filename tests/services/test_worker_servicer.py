@@ -112,3 +112,47 @@ def test_bad_step_fails_alone_and_stream_goes_on(servicer):
     out = run_stream(servicer, steps)
     assert "row" in out[0].error and not out[0].token_ids
     assert not out[1].error and len(out[1].token_ids) == 1
+
+
+def test_packed_decode_steps_match_per_request_ones_and_bad_ones_fail_alone(servicer):
+    greedy = common_pb2.SamplingParams(temperature=0, max_new_tokens=8)
+
+    def extend(step_id):
+        return worker_pb2.ForwardRequest(
+            step_id=step_id,
+            mode=worker_pb2.FORWARD_MODE_EXTEND,
+            reqs=[
+                worker_pb2.ForwardReq(row=0, new_slots=[1, 2], token_ids=[5, 6], sampling=greedy),
+                worker_pb2.ForwardReq(row=1, new_slots=[3, 4], token_ids=[7, 8], sampling=greedy),
+            ],
+        )
+
+    def decode(step_id, packed, slots, release=()):
+        pb = worker_pb2.ForwardRequest(
+            step_id=step_id, mode=worker_pb2.FORWARD_MODE_DECODE, release_rows=list(release)
+        )
+        if packed:
+            pb.decode.rows.extend([1, 0])
+            pb.decode.new_slots.extend(slots)
+        else:
+            pb.reqs.extend(
+                worker_pb2.ForwardReq(row=r, new_slots=[s])
+                for r, s in zip([1, 0], slots, strict=True)
+            )
+        return pb
+
+    per_request = run_stream(
+        servicer, [extend(1), decode(2, False, [10, 11]), decode(3, False, [12, 13], [0, 1])]
+    )
+    bad = worker_pb2.ForwardRequest(step_id=3, mode=worker_pb2.FORWARD_MODE_DECODE)
+    bad.decode.rows.extend([1, 0])
+    bad.decode.new_slots.extend([12])
+    packed = run_stream(
+        servicer,
+        [extend(1), decode(2, True, [10, 11]), bad, decode(4, True, [12, 13], [0, 1])],
+    )
+    assert [list(o.token_ids) for o in per_request] == [
+        list(o.token_ids) for o in (packed[0], packed[1], packed[3])
+    ]
+    assert "decode: 2 rows but 1 new_slots" in packed[2].error and not packed[2].token_ids
+    assert all(len(o.token_ids) == 2 for o in per_request)
