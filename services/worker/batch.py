@@ -48,6 +48,10 @@ def plan_step(step: StepInput, rows: RowTable, lim: Limits) -> list[ReqPlan]:
     """Check ``step`` against the contract; raise ValueError naming the first problem."""
     if not step.reqs:
         raise ValueError("step has no requests")
+    if step.mode == ForwardMode.DECODE:
+        plans = _plan_plain_decode(step.reqs, rows, lim)
+        if plans is not None:
+            return plans
     seen: set[int] = set()
     plans = []
     for i, req in enumerate(step.reqs):
@@ -59,6 +63,36 @@ def plan_step(step: StepInput, rows: RowTable, lim: Limits) -> list[ReqPlan]:
         seen.add(req.row)
         plans.append(_plan_req(req, rows.get(req.row), step.mode, where, lim))
     _check_slots(step.reqs, lim.num_slots)
+    return plans
+
+
+def _plan_plain_decode(
+    reqs: list[ReqInput], rows: RowTable, lim: Limits
+) -> list[ReqPlan] | None:
+    """The plans of a decode step whose every request is a plain decode of a live row (one slot,
+    sampled, nothing else), checked in one pass; None when any request is not, and the general
+    checks then run (and name the problem)."""
+    get, end_limit = rows.get, lim.max_context_len
+    plans = []
+    for req in reqs:
+        state = get(req.row)
+        if (
+            state is None
+            or state.last_token is None
+            or state.seq_len >= end_limit
+            or req.token_ids is not None
+            or req.sampling is not None
+            or req.prefix_slots is not None
+            or not req.sample
+            or len(req.new_slots) != 1
+        ):
+            return None
+        plans.append(ReqPlan(req, state, state.seq_len))
+    if len({r.row for r in reqs}) != len(reqs):
+        return None
+    slots = np.fromiter((r.new_slots[0] for r in reqs), dtype=np.int64, count=len(reqs))
+    if slots.min() < 1 or slots.max() >= lim.num_slots:
+        return None
     return plans
 
 
@@ -125,6 +159,55 @@ def build_tensors(
 
     Every index array is packed into one int64 buffer, copied to the device once and split there.
     """
+    if mode == ForwardMode.DECODE and all(p.req.sample for p in plans):
+        arrays, seq_lens, qo, ext_lens = _decode_arrays(plans)
+    else:
+        arrays, seq_lens, qo, ext_lens = _general_arrays(plans)
+    sizes = [len(a) for a in arrays]
+    flat = torch.from_numpy(np.fromiter(_chain(arrays), dtype=np.int64, count=sum(sizes)))
+    parts = flat.to(req_to_token.table.device, non_blocking=True).split(sizes)
+    req_to_token.write(*parts[9:])  # NOTE: before the forward reads the table
+    return ForwardContext(
+        mode=mode,
+        input_ids=parts[0],
+        positions=parts[1],
+        out_cache_loc=parts[2],
+        req_rows=parts[3],
+        seq_lens=parts[4],
+        prefix_lens=parts[5],
+        qo_indptr=parts[6],
+        kv_indptr=parts[7],
+        logits_indices=parts[8],
+        seq_lens_cpu=seq_lens,
+        qo_indptr_cpu=qo,
+        extend_lens_cpu=ext_lens,
+        kv_pool=kv_pool,
+        req_to_token=req_to_token.table,
+        attn_backend=attn_backend,
+    )
+
+
+# The index arrays of a step, in ForwardContext order: input ids, positions, out slots, rows,
+# seq lens, prefix lens, qo indptr, kv indptr, logits indices, then the req_to_token writes
+# (rows, columns, slots); with the host copies of seq lens, qo indptr and extend lens.
+_Arrays = tuple[list[list[int]], list[int], list[int], list[int]]
+
+
+def _decode_arrays(plans: list[ReqPlan]) -> _Arrays:
+    """A decode step where every request samples: one token each, at its row's end."""
+    n = len(plans)
+    rows = [p.req.row for p in plans]
+    starts = [p.start for p in plans]
+    slots = [p.req.new_slots[0] for p in plans]
+    ids = [p.state.last_token for p in plans]
+    seq_lens = [s + 1 for s in starts]
+    qo = list(range(n + 1))
+    kv = np.concatenate(([0], np.cumsum(seq_lens))).tolist()
+    arrays = [ids, starts, slots, rows, seq_lens, starts, qo, kv, qo[:n], rows, starts, slots]
+    return arrays, seq_lens, qo, [1] * n
+
+
+def _general_arrays(plans: list[ReqPlan]) -> _Arrays:
     ids, pos, slots, w_rows, w_cols, w_slots, logit_idx = [], [], [], [], [], [], []
     ext_lens = [p.req.num_new_tokens for p in plans]
     qo = np.concatenate(([0], np.cumsum(ext_lens))).tolist()
@@ -148,28 +231,7 @@ def build_tensors(
     kv = np.concatenate(([0], np.cumsum(seq_lens))).tolist()
     arrays = [ids, pos, slots, [p.req.row for p in plans], seq_lens, [p.start for p in plans]]
     arrays += [qo, kv, logit_idx, w_rows, w_cols, w_slots]
-    sizes = [len(a) for a in arrays]
-    flat = torch.from_numpy(np.fromiter(_chain(arrays), dtype=np.int64, count=sum(sizes)))
-    parts = flat.to(req_to_token.table.device, non_blocking=True).split(sizes)
-    req_to_token.write(*parts[9:])  # NOTE: before the forward reads the table
-    return ForwardContext(
-        mode=mode,
-        input_ids=parts[0],
-        positions=parts[1],
-        out_cache_loc=parts[2],
-        req_rows=parts[3],
-        seq_lens=parts[4],
-        prefix_lens=parts[5],
-        qo_indptr=parts[6],
-        kv_indptr=parts[7],
-        logits_indices=parts[8],
-        seq_lens_cpu=seq_lens,
-        qo_indptr_cpu=qo,
-        extend_lens_cpu=ext_lens,
-        kv_pool=kv_pool,
-        req_to_token=req_to_token.table,
-        attn_backend=attn_backend,
-    )
+    return arrays, seq_lens, qo, ext_lens
 
 
 def _chain(arrays: list[list[int]]):

@@ -86,3 +86,41 @@ def test_sampling_starts_a_live_row_over(tiny_runner):
     drv.step(E, [ReqInput(4, drv.slots(3), [1, 2, 3], None, GREEDY)])  # left live on purpose
     got, _ = drv.generate([prompt], 5, rows=[4])
     assert got == expected
+
+
+def test_decode_steps_on_live_rows_name_their_problem(tiny_runner):
+    """Plain decodes of live rows take a one-pass check; a step it does not accept still gets
+    the general checks and their messages, and changes nothing."""
+    drv = Driver(tiny_runner, first_slot=900)
+    drv.step(E, [ReqInput(r, drv.slots(2), [5, 6], None, GREEDY) for r in (3, 7)])
+    for bad, message in [
+        ([ReqInput(3, drv.slots(1)), ReqInput(3, drv.slots(1))], "row appears twice"),
+        ([ReqInput(3, drv.slots(1)), ReqInput(7, [4096])], "slot 4096 out of range"),
+        ([ReqInput(3, drv.slots(1)), ReqInput(7, [0])], "slot 0 out of range"),
+        ([ReqInput(3, drv.slots(2))], "a decode appends exactly one slot"),
+        ([ReqInput(3, drv.slots(1)), ReqInput(12, drv.slots(1))], "decode on a row with no"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            drv.step(D, bad)
+    assert [tiny_runner.rows.get(r).seq_len for r in (3, 7)] == [2, 2]
+    state = tiny_runner.rows.get(7)
+    state.seq_len = 256  # the row is full: one more token overflows the context
+    with pytest.raises(ValueError, match="context overflow"):
+        drv.step(D, [ReqInput(3, drv.slots(1)), ReqInput(7, drv.slots(1))])
+    tiny_runner.release([3, 7])
+
+
+def test_decode_index_arrays_equal_the_general_ones(tiny_runner):
+    from radixserve.services.worker.batch import (
+        _decode_arrays,
+        _general_arrays,
+        plan_step,
+    )
+
+    drv = Driver(tiny_runner, first_slot=1200)
+    drv.step(E, [ReqInput(r, drv.slots(n), [5] * n, None, GREEDY) for r, n in ((2, 3), (9, 5))])
+    step = StepInput(0, D, [ReqInput(9, drv.slots(1)), ReqInput(2, drv.slots(1))])
+    plans = plan_step(step, tiny_runner.rows, tiny_runner.limits)
+    assert [p.start for p in plans] == [5, 3]
+    assert _decode_arrays(plans) == _general_arrays(plans)
+    tiny_runner.release([2, 9])
