@@ -66,9 +66,7 @@ def plan_step(step: StepInput, rows: RowTable, lim: Limits) -> list[ReqPlan]:
     return plans
 
 
-def _plan_plain_decode(
-    reqs: list[ReqInput], rows: RowTable, lim: Limits
-) -> list[ReqPlan] | None:
+def _plan_plain_decode(reqs: list[ReqInput], rows: RowTable, lim: Limits) -> list[ReqPlan] | None:
     """The plans of a decode step whose every request is a plain decode of a live row (one slot,
     sampled, nothing else), checked in one pass; None when any request is not, and the general
     checks then run (and name the problem)."""
