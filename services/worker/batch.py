@@ -5,6 +5,7 @@ Validation happens before any row state changes, so a rejected step leaves the w
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -162,7 +163,8 @@ def build_tensors(
     else:
         arrays, seq_lens, qo, ext_lens = _general_arrays(plans)
     sizes = [len(a) for a in arrays]
-    flat = torch.from_numpy(np.fromiter(_chain(arrays), dtype=np.int64, count=sum(sizes)))
+    chained = itertools.chain.from_iterable(arrays)
+    flat = torch.from_numpy(np.fromiter(chained, dtype=np.int64, count=sum(sizes)))
     parts = flat.to(req_to_token.table.device, non_blocking=True).split(sizes)
     req_to_token.write(*parts[9:])  # NOTE: before the forward reads the table
     return ForwardContext(
@@ -230,8 +232,3 @@ def _general_arrays(plans: list[ReqPlan]) -> _Arrays:
     arrays = [ids, pos, slots, [p.req.row for p in plans], seq_lens, [p.start for p in plans]]
     arrays += [qo, kv, logit_idx, w_rows, w_cols, w_slots]
     return arrays, seq_lens, qo, ext_lens
-
-
-def _chain(arrays: list[list[int]]):
-    for a in arrays:
-        yield from a
