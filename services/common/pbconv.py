@@ -128,21 +128,11 @@ def model_info_from_pb(pb: common_pb2.ModelInfo) -> ModelInfo:
     )
 
 
-def _plain_decode(r: ReqInput) -> bool:
-    return (
-        r.token_ids is None
-        and r.sample
-        and r.sampling is None
-        and not r.prefix_slots
-        and len(r.new_slots) == 1
-    )
-
-
 def step_to_pb(step: StepInput) -> worker_pb2.ForwardRequest:
     pb = worker_pb2.ForwardRequest(
         step_id=step.step_id, mode=int(step.mode), release_rows=step.release_rows
     )
-    if step.mode == ForwardMode.DECODE and step.reqs and all(map(_plain_decode, step.reqs)):
+    if step.mode == ForwardMode.DECODE and step.reqs and all(r.is_plain_decode for r in step.reqs):
         pb.decode.rows.extend([r.row for r in step.reqs])
         pb.decode.new_slots.extend([r.new_slots[0] for r in step.reqs])
         return pb

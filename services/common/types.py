@@ -127,6 +127,18 @@ class ReqInput:
         return self.token_ids is None
 
     @property
+    def is_plain_decode(self) -> bool:
+        """A decode and nothing else: one slot, sampled, no first-step fields (the common
+        decode step's requests; they travel packed and take the worker's one-pass checks)."""
+        return (
+            self.token_ids is None
+            and self.sample
+            and self.sampling is None
+            and self.prefix_slots is None
+            and len(self.new_slots) == 1
+        )
+
+    @property
     def num_new_tokens(self) -> int:
         return len(self.new_slots)
 

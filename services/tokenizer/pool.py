@@ -143,7 +143,7 @@ class SchedulerPool:
         routing at once and the request goes to another ready engine. False when there is none
         (or ``rid`` is not one of ours there); the refusal then reaches the client."""
         self.links[index].refused_draining()
-        req = self.unstarted.pop(rid, None)
+        req = self.unstarted.get(rid)
         if req is None or self.owner.get(rid) != index or not self.ready:
             return False
         other = self.router.choose(req.input_ids)
@@ -153,10 +153,9 @@ class SchedulerPool:
             self.links[other].add([req])
         except Unavailable:
             return False
-        self.forget(rid)
         self.owner[rid] = other
+        self.router.in_flight[index] -= 1
         self.router.in_flight[other] += 1
-        self.unstarted[rid] = req
         self.rerouted += 1
         logger.info("request re-routed from a draining engine", extra={"kv": {"rid": rid}})
         return True

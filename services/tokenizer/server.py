@@ -147,42 +147,32 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
 def _response(
     rid: str, chunk: Chunk, tools: ChoiceStreams | None = None
 ) -> tokenizer_pb2.GenerateResponse:
-    """The chunk as a response; with tools, its text split into content and call pieces."""
-    if (
-        tools is None
-        and chunk.finish_reason is None
-        and not chunk.logprobs
-        and not chunk.top_logprobs
-        and not chunk.error
-    ):
-        # NOTE: the per-token case, half the Python work of the general build below (4.6 against
-        # 9.0 µs a token on the 2-core box); the same message.
-        resp = tokenizer_pb2.GenerateResponse(
-            rid=rid, text=chunk.text, token_ids=chunk.token_ids, index=chunk.index
-        )
-        usage = resp.usage
-        usage.prompt_tokens = chunk.prompt_tokens
-        usage.completion_tokens = chunk.completion_tokens
-        usage.cached_tokens = chunk.cached_tokens
-        return resp
+    """The chunk as a response; with tools, its text split into content and call pieces.
+
+    Sets only the fields the chunk has: the per-token case (text and ids) costs half the Python
+    work of building every field (3.9 against 9.0 µs a token on the 2-core box); same message.
+    """
     text, reason, calls = chunk.text, chunk.finish_reason, []
     if tools is not None:
         out, reason = tools.feed(chunk.index, chunk.text, chunk.finish_reason)
         text, calls = out.content, out.tool_calls
     resp = tokenizer_pb2.GenerateResponse(
-        rid=rid,
-        text=text,
-        token_ids=chunk.token_ids,
-        logprobs=chunk.logprobs,
-        finish_reason=pbconv.finish_reason_to_pb(reason),
-        index=chunk.index,
-        error=chunk.error,
+        rid=rid, text=text, token_ids=chunk.token_ids, index=chunk.index
     )
-    resp.usage.prompt_tokens = chunk.prompt_tokens
-    resp.usage.completion_tokens = chunk.completion_tokens
-    resp.usage.cached_tokens = chunk.cached_tokens
-    resp.top_logprobs.extend(pbconv.top_logprobs_to_pb(t) for t in chunk.top_logprobs)
-    resp.tool_calls.extend(pbchat.tool_call_to_pb(c) for c in calls)
+    usage = resp.usage
+    usage.prompt_tokens = chunk.prompt_tokens
+    usage.completion_tokens = chunk.completion_tokens
+    usage.cached_tokens = chunk.cached_tokens
+    if reason is not None:
+        resp.finish_reason = pbconv.finish_reason_to_pb(reason)
+    if chunk.logprobs:
+        resp.logprobs.extend(chunk.logprobs)
+    if chunk.error:
+        resp.error = chunk.error
+    if chunk.top_logprobs:
+        resp.top_logprobs.extend(pbconv.top_logprobs_to_pb(t) for t in chunk.top_logprobs)
+    if calls:
+        resp.tool_calls.extend(pbchat.tool_call_to_pb(c) for c in calls)
     return resp
 
 

@@ -69,8 +69,8 @@ def plan_step(step: StepInput, rows: RowTable, lim: Limits) -> list[ReqPlan]:
 
 def _plan_plain_decode(reqs: list[ReqInput], rows: RowTable, lim: Limits) -> list[ReqPlan] | None:
     """The plans of a decode step whose every request is a plain decode of a live row (one slot,
-    sampled, nothing else), checked in one pass; None when any request is not, and the general
-    checks then run (and name the problem)."""
+    sampled, nothing else), checked in one pass; None when any request is not (or a row appears
+    twice), and the general checks then run and name the problem. Slots are checked as there."""
     get, end_limit = rows.get, lim.max_context_len
     plans = []
     for req in reqs:
@@ -79,19 +79,13 @@ def _plan_plain_decode(reqs: list[ReqInput], rows: RowTable, lim: Limits) -> lis
             state is None
             or state.last_token is None
             or state.seq_len >= end_limit
-            or req.token_ids is not None
-            or req.sampling is not None
-            or req.prefix_slots is not None
-            or not req.sample
-            or len(req.new_slots) != 1
+            or not req.is_plain_decode
         ):
             return None
         plans.append(ReqPlan(req, state, state.seq_len))
     if len({r.row for r in reqs}) != len(reqs):
         return None
-    slots = np.fromiter((r.new_slots[0] for r in reqs), dtype=np.int64, count=len(reqs))
-    if slots.min() < 1 or slots.max() >= lim.num_slots:
-        return None
+    _check_slots(reqs, lim.num_slots)
     return plans
 
 
@@ -139,9 +133,8 @@ def _plan_req(
 
 
 def _check_slots(reqs: list[ReqInput], num_slots: int) -> None:
-    parts = [np.asarray(r.new_slots, dtype=np.int64) for r in reqs]
-    parts += [np.asarray(r.prefix_slots, dtype=np.int64) for r in reqs if r.prefix_slots]
-    slots = np.concatenate(parts)
+    lists = [r.new_slots for r in reqs] + [r.prefix_slots for r in reqs if r.prefix_slots]
+    slots = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64)
     if slots.min() < 1 or slots.max() >= num_slots:
         bad = int(slots[(slots < 1) | (slots >= num_slots)][0])
         raise ValueError(f"slot {bad} out of range [1, {num_slots}) (slot 0 is padding)")
