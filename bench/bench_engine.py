@@ -20,13 +20,14 @@ import time
 from collections import deque
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "services"), str(ROOT / "kernels")]  # the source roots
 
-from radixserve.services.common.types import SamplingParams  # noqa: E402
-from radixserve.services.scheduler.core_config import SchedulerCoreConfig  # noqa: E402
-from radixserve.services.scheduler.request import Request  # noqa: E402
-from radixserve.services.scheduler.scheduler import Scheduler  # noqa: E402
-from radixserve.services.worker.engine import ModelRunner, RunnerConfig  # noqa: E402
+from radixserve.common.types import SamplingParams  # noqa: E402
+from radixserve.scheduler.core_config import SchedulerCoreConfig  # noqa: E402
+from radixserve.scheduler.request import Request  # noqa: E402
+from radixserve.scheduler.scheduler import Scheduler  # noqa: E402
+from radixserve.worker.engine import ModelRunner, RunnerConfig  # noqa: E402
 
 
 def drive(runner: ModelRunner, core: Scheduler, reqs: list[Request]) -> dict:

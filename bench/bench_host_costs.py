@@ -18,20 +18,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "services"), str(ROOT / "kernels")]  # the source roots
 
-from radixserve.services.common import pbconv  # noqa: E402
-from radixserve.services.common.types import ForwardMode, ReqInput, StepInput  # noqa: E402
-from radixserve.services.scheduler.engine_io import Outputs  # noqa: E402
-from radixserve.services.scheduler.request import TokenEvent  # noqa: E402
-from radixserve.services.scheduler.server import _event_output, outputs_to_pb  # noqa: E402
-from radixserve.services.tokenizer.backends.char_vocab import CharTokenizer  # noqa: E402
-from radixserve.services.tokenizer.clients import _output_from_pb, outputs_from_pb  # noqa: E402
-from radixserve.services.tokenizer.detokenizer import IncrementalDetokenizer  # noqa: E402
-from radixserve.services.tokenizer.http_api import _event  # noqa: E402
-from radixserve.services.tokenizer.manager import Chunk  # noqa: E402
-from radixserve.services.tokenizer.openai_protocol import Format  # noqa: E402
-from radixserve.services.tokenizer.server import _response  # noqa: E402
+from radixserve.common import pbconv  # noqa: E402
+from radixserve.common.types import ForwardMode, ReqInput, StepInput  # noqa: E402
+from radixserve.common.vocab.char_vocab import CharTokenizer  # noqa: E402
+from radixserve.scheduler.engine_io import Outputs  # noqa: E402
+from radixserve.scheduler.request import TokenEvent  # noqa: E402
+from radixserve.scheduler.server import _event_output, outputs_to_pb  # noqa: E402
+from radixserve.tokenizer.clients import _output_from_pb, outputs_from_pb  # noqa: E402
+from radixserve.tokenizer.detokenizer import IncrementalDetokenizer  # noqa: E402
+from radixserve.tokenizer.http_api import _event  # noqa: E402
+from radixserve.tokenizer.manager import Chunk  # noqa: E402
+from radixserve.tokenizer.openai_protocol import Format  # noqa: E402
+from radixserve.tokenizer.server import _response  # noqa: E402
 from radixserve.v1 import scheduler_pb2  # noqa: E402
 
 logger = logging.getLogger("bench_host_costs")

@@ -23,10 +23,11 @@ import traceback
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "services"), os.path.join(ROOT, "kernels")]  # source roots
 
 from bench._kbench import Ceilings, Row, bench_graph_ms, bench_ms, measure_ceilings, rotation_sets  # noqa: E402
-from radixserve.kernels import (  # noqa: E402
+from radixserve_kernels import (  # noqa: E402
     build_cos_sin_cache,
     build_kv_indices,
     decode_attention,
@@ -38,7 +39,7 @@ from radixserve.kernels import (  # noqa: E402
     silu_and_mul,
     store_kv,
 )
-from radixserve.kernels.kv_indices import build_kv_indptr  # noqa: E402
+from radixserve_kernels.kv_indices import build_kv_indptr  # noqa: E402
 
 logger = logging.getLogger("bench_kernels")
 
@@ -281,7 +282,7 @@ def _decode_sweep(r: Runner, b, n, nbytes, sets, ours) -> None:
         import importlib
 
         # NOTE: kernels.decode_attention is also the name of the exported function.
-        da = importlib.import_module("radixserve.kernels.decode_attention")
+        da = importlib.import_module("radixserve_kernels.decode_attention")
 
         for stage in ("_decode_stage2_kernel", "_decode_stage1_kernel"):
             kept = getattr(da, stage)

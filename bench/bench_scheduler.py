@@ -11,9 +11,9 @@ import random
 import time
 from collections import deque
 
-from radixserve.services.common.types import ModelInfo, SamplingParams, StepInput, StepOutput
-from radixserve.services.scheduler.request import Request
-from radixserve.services.scheduler.scheduler import Scheduler, SchedulerCoreConfig
+from radixserve.common.types import ModelInfo, SamplingParams, StepInput, StepOutput
+from radixserve.scheduler.request import Request
+from radixserve.scheduler.scheduler import Scheduler, SchedulerCoreConfig
 
 
 def stub_result(step: StepInput, token: int = 7) -> StepOutput:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "services"), str(ROOT / "kernels")]  # the source roots
 
 import httpx  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
@@ -164,8 +164,8 @@ async def benchmark(args: argparse.Namespace, base_url: str, grpc_address: str) 
 
 def _decoder(model: str, load_format: str) -> Callable[[list[int]], str]:
     """Our tokenizer loader: a .gguf file, an HF directory, or a dummy config (``dummy``)."""
-    from radixserve.services.common.model_source import resolve_model
-    from radixserve.services.tokenizer.tokenization import load_tokenizer
+    from radixserve.common.model_source import resolve_model
+    from radixserve.common.vocab.loading import load_tokenizer
 
     tok = load_tokenizer(resolve_model(model, load_format))
     return lambda ids: tok.decode(ids, skip_special_tokens=True)

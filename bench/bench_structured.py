@@ -28,11 +28,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "services"), str(ROOT / "kernels")]  # the source roots
 
 from bench.bench_engine import core_for, drive, gpu_name, offline_requests  # noqa: E402
-from radixserve.services.common.types import Constraint, SamplingParams  # noqa: E402
-from radixserve.services.worker.engine import ModelRunner, RunnerConfig  # noqa: E402
+from radixserve.common.types import Constraint, SamplingParams  # noqa: E402
+from radixserve.worker.engine import ModelRunner, RunnerConfig  # noqa: E402
 
 SCHEMA = {
     "type": "object",

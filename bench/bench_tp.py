@@ -27,10 +27,7 @@ ROOT = HERE.parent
 
 
 def _build_runner(arm: str, args: argparse.Namespace):  # noqa: ANN202 - tree-dependent types
-    try:  # this tree (one namespace) or an older checkout (top-level ``services``)
-        from radixserve.services.worker.engine import ModelRunner, RunnerConfig
-    except ImportError:
-        from services.worker.engine import ModelRunner, RunnerConfig
+    from radixserve.worker.engine import ModelRunner, RunnerConfig
 
     cfg = RunnerConfig(
         model=args.config,
@@ -42,8 +39,8 @@ def _build_runner(arm: str, args: argparse.Namespace):  # noqa: ANN202 - tree-de
     )
     if arm in ("base", "tp1"):
         return ModelRunner(cfg), None
-    from radixserve.services.worker.config import WorkerConfig
-    from radixserve.services.worker.parallel.launch import TPLaunch
+    from radixserve.worker.config import WorkerConfig
+    from radixserve.worker.parallel.launch import TPLaunch
 
     size = 1 if arm == "tp1-group" else int(arm.removeprefix("tp"))
     launch = TPLaunch(WorkerConfig(tp=size, metrics_port=0), cfg)
@@ -52,7 +49,8 @@ def _build_runner(arm: str, args: argparse.Namespace):  # noqa: ANN202 - tree-de
 
 def run_arm(arm: str, root: str, args: argparse.Namespace) -> dict:
     """In the child: measure ``arm`` with ``root``'s code first on the path."""
-    sys.path.insert(0, root)
+    # The tree's source roots (this layout: services/ and kernels/; an older one: the root).
+    sys.path[:0] = [root, os.path.join(root, "services"), os.path.join(root, "kernels")]
     sys.path.insert(0, os.path.join(root, "bench"))
     import bench_engine as be  # the tree's own driver (same as bench_engine.py's numbers)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call: the serving figures of issue 12 through all three services, HTTP and gRPC,
-# against one `radixserve.services.launch` (Llama-3-8B shapes, dummy weights). Results: $OUT/serving-*.json.
+# against one `radixserve.launch` (Llama-3-8B shapes, dummy weights). Results: $OUT/serving-*.json.
 # Usage (GPU machine, repo root): bash bench/gpu_serving.sh
 # QUICK=1 CONFIG=bench/configs/tiny-llama.json bash bench/gpu_serving.sh  checks it on a CPU.
 set -u
@@ -10,7 +10,7 @@ PY=${PY:-python3}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 RADIXSERVE_LOG_LEVEL=WARNING
 VOCAB=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['vocab_size'])" "$CONFIG")
-$PY -m radixserve.services.launch --model "$CONFIG" --load-format dummy -- --max-rows 300 &
+$PY -m radixserve.launch --model "$CONFIG" --load-format dummy -- --max-rows 300 &
 LAUNCH=$!
 trap 'kill -TERM $LAUNCH 2>/dev/null; wait $LAUNCH' EXIT
 for _ in $(seq 900); do

@@ -13,7 +13,7 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 RADIXSERVE_LOG_LEVEL=WARNING
 B="$PY bench/bench_serving.py --base-url http://127.0.0.1:8000 --grpc-address 127.0.0.1:50051"
 B="$B --vocab-size $VOCAB --disable-tqdm --dataset fixed"
-$PY -m radixserve.services.launch --model "$CONFIG" --load-format dummy -- --max-rows 300 &
+$PY -m radixserve.launch --model "$CONFIG" --load-format dummy -- --max-rows 300 &
 LAUNCH=$!
 for _ in $(seq 300); do
   $PY -c "import httpx,sys; sys.exit(httpx.get('http://127.0.0.1:8000/v1/models').status_code!=200)" \

@@ -12,12 +12,12 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from radixserve.services.scheduler.config import SchedulerConfig, scheduler_config
-from radixserve.services.scheduler.server import start_scheduler
-from radixserve.services.tokenizer.config import TokenizerConfig
-from radixserve.services.tokenizer.server import start_tokenizer
-from radixserve.services.worker.config import WorkerConfig
-from radixserve.services.worker.server import start_worker
+from radixserve.scheduler.config import SchedulerConfig, scheduler_config
+from radixserve.scheduler.server import start_scheduler
+from radixserve.tokenizer.config import TokenizerConfig
+from radixserve.tokenizer.server import start_tokenizer
+from radixserve.worker.config import WorkerConfig
+from radixserve.worker.server import start_worker
 
 T = TypeVar("T")
 

@@ -132,7 +132,7 @@ def profile_groups(args: argparse.Namespace) -> None:
             check=True, capture_output=True, text=True,
         ).stdout  # fmt: skip
         results[group] = parse_raw_csv(raw)
-    (args.out / "radixserve.kernels.json").write_text(json.dumps(results, indent=2))
+    (args.out / "radixserve_kernels.json").write_text(json.dumps(results, indent=2))
     text = table(results)
-    (args.out / "radixserve.kernels.md").write_text(text)
+    (args.out / "radixserve_kernels.md").write_text(text)
     print(text)

@@ -55,16 +55,16 @@ def start_services(
     timeout: float = 900.0,
 ) -> Services:
     """Starts the three services; ``model`` is the ``--model``/``--load-format`` flags."""
-    from radixserve.services.launch import _ready
+    from radixserve.launch import _ready
 
     host = "127.0.0.1"
     ports = {name: _free_port() for name in ("worker", "scheduler", "tokenizer", "http")}
     no_metrics = ["--metrics-port", "0"]
     cmds = [
-        ["radixserve.services.worker", "--host", host, "--port", str(ports["worker"]), *model]
+        ["radixserve.worker", "--host", host, "--port", str(ports["worker"]), *model]
         + [*no_metrics, *worker_args],
         [
-            "radixserve.services.scheduler",
+            "radixserve.scheduler",
             "--host",
             host,
             "--port",
@@ -72,7 +72,7 @@ def start_services(
             *no_metrics,
         ]
         + ["--worker-address", f"{host}:{ports['worker']}"],
-        ["radixserve.services.tokenizer", "--host", host, "--port", str(ports["tokenizer"]), *model]
+        ["radixserve.tokenizer", "--host", host, "--port", str(ports["tokenizer"]), *model]
         + ["--http-port", str(ports["http"]), *no_metrics]
         + ["--scheduler-address", f"{host}:{ports['scheduler']}"],
     ]

@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from radixserve.services.common.model_source import resolve_model
-from radixserve.services.common.types import (
+from radixserve.common.model_source import resolve_model
+from radixserve.common.types import (
     Constraint,
     ForwardMode,
     ReqInput,
     SamplingParams,
     StepInput,
 )
-from radixserve.services.scheduler.request import Request
-from radixserve.services.scheduler.scheduler import Scheduler, SchedulerCoreConfig
-from radixserve.services.tokenizer.tokenization import load_tokenizer
-from radixserve.services.worker.engine import ModelRunner, RunnerConfig
-from radixserve.services.worker.parallel.group import TPGroup
+from radixserve.common.vocab.loading import load_tokenizer
+from radixserve.scheduler.request import Request
+from radixserve.scheduler.scheduler import Scheduler, SchedulerCoreConfig
+from radixserve.worker.engine import ModelRunner, RunnerConfig
+from radixserve.worker.parallel.group import TPGroup
 
 CONFIG = str(Path(__file__).resolve().parents[2] / "bench/configs/tiny-llama.json")
 PROMPT = [5, 9, 14, 20, 33, 41]

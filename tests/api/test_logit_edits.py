@@ -8,11 +8,11 @@ import tempfile
 import pytest
 import torch
 
-from radixserve.services.common.model_source import ModelSource
-from radixserve.services.common.types import Constraint, SamplingParams
-from radixserve.services.tokenizer.backends.char_vocab import CharTokenizer
-from radixserve.services.worker.grammar import RowConstraints, apply_token_bitmask
-from radixserve.services.worker.sampling import Sampler
+from radixserve.common.model_source import ModelSource
+from radixserve.common.types import Constraint, SamplingParams
+from radixserve.common.vocab.char_vocab import CharTokenizer
+from radixserve.worker.grammar import RowConstraints, apply_token_bitmask
+from radixserve.worker.sampling import Sampler
 
 
 def _char_id(ch: str) -> int:

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from radixserve.services.common import pbchat
-from radixserve.services.common.grammars import check_constraint
-from radixserve.services.tokenizer.chat_template import render_chat
-from radixserve.services.tokenizer.tool_calls import (
+from radixserve.common import pbchat
+from radixserve.common.grammars import check_constraint
+from radixserve.tokenizer.chat_template import render_chat
+from radixserve.tokenizer.tool_calls import (
     ToolParser,
     ToolRequest,
     call_grammar,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from radixserve.services.client.sdk import AsyncRadixClient, RadixClient
+from radixserve.client.sdk import AsyncRadixClient, RadixClient
 from tests.e2e.conftest import wait_for
 from tests.stack import Stack
 
@@ -23,7 +23,7 @@ def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     cmd = [
         sys.executable,
         "-m",
-        "radixserve.services.client",
+        "radixserve.client",
         "--address",
         stack.tokenizer_address,
         *args,

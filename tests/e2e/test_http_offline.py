@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 import pytest
 from fastapi.testclient import TestClient
 
-from radixserve.services.common.types import ModelInfo
-from radixserve.services.tokenizer.backends.byte_level import ByteTokenizer
-from radixserve.services.tokenizer.frontend import Frontend
-from radixserve.services.tokenizer.http_api import create_app, start_http
-from radixserve.services.tokenizer.manager import Chunk
-from radixserve.services.tokenizer.metrics import TokenizerMetrics
-from radixserve.services.tokenizer.prompts import GenerateInput, PromptBuilder
+from radixserve.common.types import ModelInfo
+from radixserve.common.vocab.byte_level import ByteTokenizer
+from radixserve.tokenizer.frontend import Frontend
+from radixserve.tokenizer.http_api import create_app, start_http
+from radixserve.tokenizer.manager import Chunk
+from radixserve.tokenizer.metrics import TokenizerMetrics
+from radixserve.tokenizer.prompts import GenerateInput, PromptBuilder
 
 
 class ScriptedManager:

@@ -11,10 +11,10 @@ import uuid
 import grpc
 import pytest
 
-from radixserve.services.worker.config import WorkerConfig
-from radixserve.services.worker.server import build_runner
 from radixserve.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc, tokenizer_pb2
 from radixserve.v1 import tokenizer_pb2_grpc as tok_grpc
+from radixserve.worker.config import WorkerConfig
+from radixserve.worker.server import build_runner
 from tests.e2e.conftest import wait_for
 from tests.stack import Stack, start_stack
 

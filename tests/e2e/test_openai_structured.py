@@ -337,7 +337,7 @@ def test_logprob_bytes_rebuild_the_text(oai: openai.OpenAI, model_name: str) -> 
 
 
 def test_grpc_sdk_structured_output(stack: Stack) -> None:
-    from radixserve.services.client.sdk import RadixClient
+    from radixserve.client.sdk import RadixClient
 
     schema = SCHEMAS[5]
     with RadixClient(stack.tokenizer_address) as client:
@@ -355,8 +355,8 @@ def test_grpc_sdk_structured_output(stack: Stack) -> None:
 def test_api_key_and_cors(stack: Stack) -> None:
     from fastapi.testclient import TestClient
 
-    from radixserve.services.tokenizer.http_api import create_app
-    from radixserve.services.tokenizer.metrics import TokenizerMetrics
+    from radixserve.tokenizer.http_api import create_app
+    from radixserve.tokenizer.metrics import TokenizerMetrics
 
     frontend = stack.handles[-1].frontend
     app = create_app(frontend, TokenizerMetrics(), api_key="s3cret", allowed_origins="http://a.b")

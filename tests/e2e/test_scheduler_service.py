@@ -8,10 +8,10 @@ import time
 import grpc
 import pytest
 
-from radixserve.services.worker.config import WorkerConfig
-from radixserve.services.worker.server import build_runner
 from radixserve.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc, tokenizer_pb2
 from radixserve.v1 import tokenizer_pb2_grpc as tok_grpc
+from radixserve.worker.config import WorkerConfig
+from radixserve.worker.server import build_runner
 from tests.stack import start_stack
 
 NUM_SLOTS = 400

@@ -11,8 +11,8 @@ import grpc
 import openai
 import pytest
 
-from radixserve.services.client.messages import Completion
-from radixserve.services.client.sdk import RadixClient
+from radixserve.client.messages import Completion
+from radixserve.client.sdk import RadixClient
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_openai_structured import TIME
 from tests.stack import Stack

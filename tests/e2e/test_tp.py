@@ -17,10 +17,10 @@ import httpx
 import openai
 import pytest
 
-from radixserve.services.scheduler.config import SchedulerConfig
-from radixserve.services.scheduler.server import start_scheduler
-from radixserve.services.tokenizer.config import TokenizerConfig
-from radixserve.services.tokenizer.server import start_tokenizer
+from radixserve.scheduler.config import SchedulerConfig
+from radixserve.scheduler.server import start_scheduler
+from radixserve.tokenizer.config import TokenizerConfig
+from radixserve.tokenizer.server import start_tokenizer
 from radixserve.v1 import worker_pb2, worker_pb2_grpc
 from tests.stack import Stack, free_port
 from tests.worker.tp_procs import alive, children, free_ports, rank_samples, readiness, ready
@@ -36,7 +36,7 @@ def tp_stack() -> Iterator[tuple[Stack, subprocess.Popen]]:
     port, host, metrics = free_port(), "127.0.0.1", free_ports(3)
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "radixserve.services.worker", "--tp", "3", "--host", host, "--port",
+        [sys.executable, "-m", "radixserve.worker", "--tp", "3", "--host", host, "--port",
          str(port), "--metrics-port", str(metrics), "--num-slots", "2048", "--max-rows", "8",
          "--max-context-len", "512", "--tp-timeout", "20"],
         cwd=ROOT, env=env,

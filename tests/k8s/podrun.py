@@ -79,7 +79,8 @@ def start(docs: tuple[Doc, ...], logs: Path) -> list[Proc]:
     names = cluster_names(docs)
     procs = []
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("RADIXSERVE_")}
-    base_env["PYTHONPATH"] = str(ROOT)
+    # As the images set it: the source roots of radixserve and radixserve_kernels.
+    base_env["PYTHONPATH"] = f"{ROOT / 'services'}{os.pathsep}{ROOT / 'kernels'}"
     for pod, tpl in pod_templates(docs):
         spec = tpl["spec"]
         pod_name = pod.split("/")[1] + "-0"

@@ -40,8 +40,8 @@ def test_every_image_is_built_by_a_target_that_runs_its_command(overlay: str) ->
     for where, spec, c in containers(render(overlay)):
         assert c["image"] in images, f"{overlay} {where}: `make images` does not build {c['image']}"
         stage = targets[images[c["image"]]]
-        # radixserve.services.x runs services/x/__main__.py (radixserve/__init__.py maps it)
-        module = c["command"][2].removeprefix("radixserve.").replace(".", "/")
+        # radixserve.x runs services/radixserve/x/__main__.py (services/ is on PYTHONPATH)
+        module = c["command"][2].replace(".", "/")
         # The target (or the stage it extends) has the venv's python on PATH, /app as working
         # directory, the code and the generated stubs, and runs as the pod's user.
         text = stage + "".join(
@@ -49,9 +49,10 @@ def test_every_image_is_built_by_a_target_that_runs_its_command(overlay: str) ->
         )
         assert "PATH=/opt/venv/bin:$PATH" in text and "WORKDIR /app" in text, where
         assert "COPY services/ services/" in text, where
-        assert "COPY radixserve/__init__.py" in targets["protos"], where
-        assert "COPY --from=protos /src/radixserve/ radixserve/" in text, where
-        assert (ROOT / module / "__main__.py").exists(), where
+        assert "PYTHONPATH=/app/services:/app/kernels" in text, where
+        assert "--grpc_python_out=services" in targets["protos"], where
+        assert "COPY --from=protos /src/services/radixserve/v1/ services/radixserve/v1/" in text
+        assert (ROOT / "services" / module / "__main__.py").exists(), where
         user = spec["securityContext"]["runAsUser"]
         assert re.findall(r"^USER (\d+)", stage, flags=re.M)[-1] == str(user), where
 

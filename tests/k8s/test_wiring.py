@@ -122,10 +122,10 @@ def test_front_door_reaches_every_engine_by_its_name(target: str) -> None:
     scheduler_ports = {
         wiring.flags(c)["port"]
         for _, _, c, m in service_containers(target)
-        if m == "radixserve.services.scheduler"
+        if m == "radixserve.scheduler"
     }
     for where, _, c, module in service_containers(target):
-        if module != "radixserve.services.tokenizer":
+        if module != "radixserve.tokenizer":
             continue
         for address in wiring.flags(c)["scheduler_address"].split(","):
             host, _, port = address.rpartition(":")
@@ -155,8 +155,8 @@ def test_gpu_requests_follow_the_overlay(target: str) -> None:
     want = {"cpu-demo": 0, "gpu": 1, "tp": 4, "multinode": 8}[target]
     for where, spec, c, module in service_containers(target):
         gpus = int(c["resources"]["limits"].get("nvidia.com/gpu", 0))
-        assert gpus == (want if module == "radixserve.services.worker" else 0), where
-        if module == "radixserve.services.worker" and want:
+        assert gpus == (want if module == "radixserve.worker" else 0), where
+        if module == "radixserve.worker" and want:
             shm = [v for v in spec["volumes"] if v["name"] == "dshm"]
             assert shm and shm[0]["emptyDir"]["medium"] == "Memory", where
             assert any(t["key"] == "nvidia.com/gpu" for t in spec["tolerations"]), where
@@ -173,7 +173,7 @@ def test_tensor_parallel_settings() -> None:
     assert lwt["restartPolicy"] == "RecreateGroupOnPodRestart"
     assert lwt["size"] * 8 == 16
     for where, _, c, module in service_containers("multinode"):
-        if module == "radixserve.services.worker":
+        if module == "radixserve.worker":
             f = wiring.flags(c)
             assert f["nnodes"] == "$(LWS_GROUP_SIZE)", where
             assert f["node_rank"] == "$(LWS_WORKER_INDEX)", where

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from radixserve.services.common.config import add_config_arguments, env_name
-from radixserve.services.scheduler.config import SchedulerConfig
-from radixserve.services.tokenizer.config import TokenizerConfig
-from radixserve.services.worker.config import WorkerConfig
+from radixserve.common.config import add_config_arguments, env_name
+from radixserve.scheduler.config import SchedulerConfig
+from radixserve.tokenizer.config import TokenizerConfig
+from radixserve.worker.config import WorkerConfig
 from tests.k8s.manifests import Doc
 
-TOKENIZER = "radixserve.services.tokenizer"
-SCHEDULER = "radixserve.services.scheduler"
-WORKER = "radixserve.services.worker"
+TOKENIZER = "radixserve.tokenizer"
+SCHEDULER = "radixserve.scheduler"
+WORKER = "radixserve.worker"
 CONFIGS: dict[str, type] = {
-    "radixserve.services.tokenizer": TokenizerConfig,
-    "radixserve.services.scheduler": SchedulerConfig,
-    "radixserve.services.worker": WorkerConfig,
+    "radixserve.tokenizer": TokenizerConfig,
+    "radixserve.scheduler": SchedulerConfig,
+    "radixserve.worker": WorkerConfig,
 }
 # Variables read outside the config dataclasses (services/common/logs.py, server.py, metrics.py,
 # and the worker's elementwise-ops switch in services/worker/layers/ops.py).
@@ -26,7 +26,7 @@ COMMON_ENV = {
     "RADIXSERVE_SWITCH_INTERVAL",
     "RADIXSERVE_METRICS_HOST",  # services/common/metrics.py
 }
-EXTRA_ENV = {"radixserve.services.worker": {"RADIXSERVE_OPS"}}
+EXTRA_ENV = {"radixserve.worker": {"RADIXSERVE_OPS"}}
 # Left unset on purpose (see k8s/base/config/worker.env).
 UNSET_ON_PURPOSE = {"RADIXSERVE_OPS", "RADIXSERVE_API_KEY"}
 # NOTE: settings other branches add (issue 8: tensor parallel; issue 10: limits, drain, worker
@@ -36,7 +36,7 @@ PENDING: dict[str, set[str]] = {}  # settings of work not yet merged (none now)
 
 
 def module_of(container: Doc) -> str | None:
-    """``services.x`` when the container runs ``python -m radixserve.services.x``."""
+    """``services.x`` when the container runs ``python -m radixserve.x``."""
     cmd = container.get("command", [])
     if len(cmd) >= 3 and cmd[0] == "python" and cmd[1] == "-m" and cmd[2] in CONFIGS:
         return cmd[2]

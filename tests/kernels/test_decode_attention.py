@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from radixserve.kernels import decode_attention, decode_attention_ref
-from radixserve.kernels.kv_indices import build_kv_indptr
+from radixserve_kernels import decode_attention, decode_attention_ref
+from radixserve_kernels.kv_indices import build_kv_indptr
 from tests.kernels.utils import ATTN_REL_TOL, GPU_DTYPES, assert_close, cpu, device, gpu, poison
 
 

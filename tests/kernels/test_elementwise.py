@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from radixserve.kernels import (
+from radixserve_kernels import (
     build_kv_indices,
     build_kv_indices_ref,
     silu_and_mul,

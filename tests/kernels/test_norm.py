@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from radixserve.kernels import fused_add_rms_norm, fused_add_rms_norm_ref, rms_norm, rms_norm_ref
+from radixserve_kernels import fused_add_rms_norm, fused_add_rms_norm_ref, rms_norm, rms_norm_ref
 from tests.kernels.utils import GPU_DTYPES, assert_close, cpu, device, gpu, poison
 
 

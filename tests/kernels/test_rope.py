@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from radixserve.kernels import build_cos_sin_cache, rotary_embedding, rotary_embedding_ref
+from radixserve_kernels import build_cos_sin_cache, rotary_embedding, rotary_embedding_ref
 from tests.kernels.utils import GPU_DTYPES, assert_close, cpu, device, gpu
 
 LLAMA3 = {

@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from prometheus_client import CollectorRegistry
 
-from radixserve.services.common.interceptors import MetricsInterceptor
+from radixserve.common.interceptors import MetricsInterceptor
 
 HEALTH = "grpc.health.v1.Health"
 

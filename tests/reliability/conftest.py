@@ -15,11 +15,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from radixserve.services.scheduler.config import SchedulerConfig
-from radixserve.services.scheduler.server import start_scheduler
-from radixserve.services.worker.config import WorkerConfig
-from radixserve.services.worker.server import build_runner
+from radixserve.scheduler.config import SchedulerConfig
+from radixserve.scheduler.server import start_scheduler
 from radixserve.v1 import scheduler_pb2, scheduler_pb2_grpc
+from radixserve.worker.config import WorkerConfig
+from radixserve.worker.server import build_runner
 from tests.stack import Stack, start_stack
 
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -1,4 +1,4 @@
-"""An engine as real processes (``python -m radixserve.services.scheduler`` / ``.worker``) behind
+"""An engine as real processes (``python -m radixserve.scheduler`` / ``.worker``) behind
 an in-process front door, and the client calls the engine-drain tests make."""
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import openai
 
-from radixserve.services.tokenizer.config import TokenizerConfig
-from radixserve.services.tokenizer.server import start_tokenizer
-from radixserve.services.worker.config import WorkerConfig
-from radixserve.services.worker.server import start_worker
+from radixserve.tokenizer.config import TokenizerConfig
+from radixserve.tokenizer.server import start_tokenizer
+from radixserve.worker.config import WorkerConfig
+from radixserve.worker.server import start_worker
 from tests.reliability.conftest import SERVING, WORKER, readiness, wait_for
 from tests.stack import Stack, free_port
 
@@ -53,7 +53,7 @@ class Proc:
 def spawn(service: str, tmp: Path, *args: str) -> Proc:
     port = free_port()
     log = tmp / f"{service}-{port}.log"
-    cmd = [sys.executable, "-m", f"radixserve.services.{service}", "--host", HOST, "--port",
+    cmd = [sys.executable, "-m", f"radixserve.{service}", "--host", HOST, "--port",
            str(port), "--metrics-port", "0", *args]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RADIXSERVE_LOG_FORMAT": "text"}
     with open(log, "wb") as out:

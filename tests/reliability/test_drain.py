@@ -1,6 +1,6 @@
 """Issue 10, finding 7: SIGTERM drains the front door instead of cutting streams.
 
-A real ``python -m radixserve.services.tokenizer`` process in front of the in-process scheduler
+A real ``python -m radixserve.tokenizer`` process in front of the in-process scheduler
 gets SIGTERM with streams in flight: readiness turns NOT_SERVING, new requests are refused (503 /
 UNAVAILABLE), the in-flight streams finish whole, then it exits 0. When the grace period is too
 short, a stream still running ends with an SSE error event, never silently.
@@ -53,7 +53,7 @@ def test_sigterm_drains_in_flight_streams_then_exits(stack):
     grpc_port, http_port = free_port(), free_port()
     env = {**os.environ, "RADIXSERVE_DRAIN_SECONDS": "60"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "radixserve.services.tokenizer", "--host", "127.0.0.1",
+        [sys.executable, "-m", "radixserve.tokenizer", "--host", "127.0.0.1",
          "--port", str(grpc_port), "--http-port", str(http_port), "--metrics-port", "0",
          "--scheduler-address", stack.scheduler_address],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

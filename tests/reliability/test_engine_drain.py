@@ -1,6 +1,6 @@
 """Issue 10: SIGTERM to an engine's processes drains them instead of failing what runs.
 
-The scheduler and the worker run as real processes (``python -m radixserve.services.<name>``)
+The scheduler and the worker run as real processes (``python -m radixserve.<name>``)
 behind an in-process front door, with streams of 40 tokens in flight on the embedded model.
 Kubernetes sends SIGTERM to both containers of an engine pod at once; each is also tried alone.
 """

@@ -15,11 +15,11 @@ import grpc
 import openai
 import pytest
 
-from radixserve.services.common import pbconv
-from radixserve.services.common.server import ServiceServer
-from radixserve.services.common.types import ModelInfo
-from radixserve.services.tokenizer.config import TokenizerConfig
-from radixserve.services.tokenizer.server import start_tokenizer
+from radixserve.common import pbconv
+from radixserve.common.server import ServiceServer
+from radixserve.common.types import ModelInfo
+from radixserve.tokenizer.config import TokenizerConfig
+from radixserve.tokenizer.server import start_tokenizer
 from radixserve.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc, tokenizer_pb2
 from radixserve.v1 import tokenizer_pb2_grpc as tok_grpc
 from tests.reliability.conftest import wait_for

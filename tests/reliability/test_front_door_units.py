@@ -7,14 +7,14 @@ import asyncio
 
 import pytest
 
-from radixserve.services.common.errors import InvalidArgument, Overloaded, Unavailable
-from radixserve.services.common.model_source import resolve_model
-from radixserve.services.common.types import SamplingParams
-from radixserve.services.tokenizer.clients import SchedulerLink, encode_add
-from radixserve.services.tokenizer.limits import Limits
-from radixserve.services.tokenizer.manager import RequestManager
-from radixserve.services.tokenizer.prompts import GenerateInput
-from radixserve.services.tokenizer.tokenization import load_tokenizer
+from radixserve.common.errors import InvalidArgument, Overloaded, Unavailable
+from radixserve.common.model_source import resolve_model
+from radixserve.common.types import SamplingParams
+from radixserve.common.vocab.loading import load_tokenizer
+from radixserve.tokenizer.clients import SchedulerLink, encode_add
+from radixserve.tokenizer.limits import Limits
+from radixserve.tokenizer.manager import RequestManager
+from radixserve.tokenizer.prompts import GenerateInput
 from tests.services.test_manager import FakeUpstream
 
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from radixserve.services.launch import _stop
+from radixserve.launch import _stop
 
 # Each stand-in records when SIGTERM arrived, takes ``delay`` seconds to stop (a drain), then
 # records that it exited.

@@ -18,8 +18,8 @@ import openai
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from radixserve.services.common import security
-from radixserve.services.common.security import TOKEN_HEADER, SecurityConfig
+from radixserve.common import security
+from radixserve.common.security import TOKEN_HEADER, SecurityConfig
 from radixserve.v1 import (
     common_pb2,
     scheduler_pb2,

@@ -13,8 +13,8 @@ import concurrent.futures
 
 import pytest
 
-from radixserve.services.worker.config import WorkerConfig
-from radixserve.services.worker.server import start_worker
+from radixserve.worker.config import WorkerConfig
+from radixserve.worker.server import start_worker
 from tests.reliability.conftest import (
     SERVING,
     WORKER,

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from radixserve.services.common.types import ModelInfo, SamplingParams
-from radixserve.services.scheduler.request import Request
-from radixserve.services.scheduler.scheduler import Scheduler, SchedulerCoreConfig
+from radixserve.common.types import ModelInfo, SamplingParams
+from radixserve.scheduler.request import Request
+from radixserve.scheduler.scheduler import Scheduler, SchedulerCoreConfig
 
 
 def make_info(num_slots: int = 1024, max_rows: int = 32, ctx: int = 512, page_size: int = 1):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from radixserve.services.common.types import ModelInfo, StepInput, StepOutput
-from radixserve.services.scheduler.engine_io import StepFailed, WorkerGone
+from radixserve.common.types import ModelInfo, StepInput, StepOutput
+from radixserve.scheduler.engine_io import StepFailed, WorkerGone
 from tests.scheduler.fake_worker import FakeWorker
 
 logger = logging.getLogger(__name__)

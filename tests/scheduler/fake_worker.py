@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from collections import deque
 
-from radixserve.services.common.types import ForwardMode, ModelInfo, StepInput, StepOutput
-from radixserve.services.scheduler.request import TokenEvent
-from radixserve.services.scheduler.scheduler import Scheduler
+from radixserve.common.types import ForwardMode, ModelInfo, StepInput, StepOutput
+from radixserve.scheduler.request import TokenEvent
+from radixserve.scheduler.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from radixserve.services.scheduler.allocator import KVAllocator, RowAllocator
+from radixserve.scheduler.allocator import KVAllocator, RowAllocator
 
 
 def test_slot_zero_reserved_and_capacity():

@@ -8,12 +8,12 @@ from dataclasses import replace
 
 import pytest
 
-from radixserve.services.scheduler.core_config import SchedulerCoreConfig
-from radixserve.services.scheduler.engine_io import LoopConfig
-from radixserve.services.scheduler.engine_loop import EngineLoop
-from radixserve.services.scheduler.metrics import SchedulerMetrics
-from radixserve.services.scheduler.request import FinishKind
-from radixserve.services.scheduler.scheduler import Scheduler
+from radixserve.scheduler.core_config import SchedulerCoreConfig
+from radixserve.scheduler.engine_io import LoopConfig
+from radixserve.scheduler.engine_loop import EngineLoop
+from radixserve.scheduler.metrics import SchedulerMetrics
+from radixserve.scheduler.request import FinishKind
+from radixserve.scheduler.scheduler import Scheduler
 from tests.scheduler.conftest import make_info, make_req
 from tests.scheduler.fake_stream import FakeLink
 from tests.scheduler.fake_worker import reference

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from radixserve.services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
+from radixserve.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
 from tests.scheduler.conftest import make_info
 from tests.scheduler.fake_worker import FakeWorker
 

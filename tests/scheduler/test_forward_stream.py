@@ -8,9 +8,9 @@ import asyncio
 import grpc
 import pytest
 
-from radixserve.services.common.types import ForwardMode, ReqInput, StepInput
-from radixserve.services.scheduler.clients import ForwardStream
-from radixserve.services.scheduler.engine_io import StepFailed, WorkerGone
+from radixserve.common.types import ForwardMode, ReqInput, StepInput
+from radixserve.scheduler.clients import ForwardStream
+from radixserve.scheduler.engine_io import StepFailed, WorkerGone
 from radixserve.v1 import worker_pb2
 
 STEP = StepInput(0, ForwardMode.DECODE, [ReqInput(row=0, new_slots=[1])])

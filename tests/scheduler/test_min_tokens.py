@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from radixserve.services.common.types import SamplingParams, StepOutput
-from radixserve.services.scheduler.request import FinishKind, Request
+from radixserve.common.types import SamplingParams, StepOutput
+from radixserve.scheduler.request import FinishKind, Request
 
 
 def _run(sched, req: Request, tokens: list[int]) -> list[int]:

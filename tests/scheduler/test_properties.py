@@ -7,9 +7,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from radixserve.services.common.types import SamplingParams
-from radixserve.services.scheduler.memory import KVManager
-from radixserve.services.scheduler.request import Request
+from radixserve.common.types import SamplingParams
+from radixserve.scheduler.memory import KVManager
+from radixserve.scheduler.request import Request
 
 TOKENS = st.lists(st.integers(1, 3), min_size=1, max_size=14)  # tiny alphabet: many shared prefixes
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from radixserve.services.scheduler.eviction import make_eviction_policy
-from radixserve.services.scheduler.radix_cache import RadixCache
+from radixserve.scheduler.eviction import make_eviction_policy
+from radixserve.scheduler.radix_cache import RadixCache
 
 
 class Freed(list):

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from radixserve.services.common.types import Constraint, ForwardMode, SamplingParams, StepOutput
-from radixserve.services.scheduler.request import FinishKind, Request
-from radixserve.services.scheduler.scheduler import Scheduler, SchedulerCoreConfig
+from radixserve.common.types import Constraint, ForwardMode, SamplingParams, StepOutput
+from radixserve.scheduler.request import FinishKind, Request
+from radixserve.scheduler.scheduler import Scheduler, SchedulerCoreConfig
 from tests.scheduler.conftest import assert_no_leak, make_info, make_req
 from tests.scheduler.fake_worker import FakeWorker, drive, reference
 

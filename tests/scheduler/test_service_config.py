@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from radixserve.services.common.config import add_config_arguments, parse_config
-from radixserve.services.scheduler.config import SchedulerConfig, scheduler_config
-from radixserve.services.scheduler.core_config import SchedulerCoreConfig
+from radixserve.common.config import add_config_arguments, parse_config
+from radixserve.scheduler.config import SchedulerConfig, scheduler_config
+from radixserve.scheduler.core_config import SchedulerCoreConfig
 from tests.stack import free_port
 
 
@@ -57,7 +57,7 @@ def test_mistyped_policy_fails_at_start_before_connecting():
     """The worker address answers nothing: the service must not wait for it (900 s) first."""
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "radixserve.services.scheduler", "--schedule-policy", "sjf"]
+        [sys.executable, "-m", "radixserve.scheduler", "--schedule-policy", "sjf"]
         + ["--port", "0", "--metrics-port", "0", "--worker-address", f"127.0.0.1:{free_port()}"],
         capture_output=True,
         text=True,

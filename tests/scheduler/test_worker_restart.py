@@ -9,11 +9,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from radixserve.services.scheduler.config import scheduler_config
-from radixserve.services.scheduler.server import start_scheduler
-from radixserve.services.worker.config import WorkerConfig
-from radixserve.services.worker.server import build_runner, start_worker
+from radixserve.scheduler.config import scheduler_config
+from radixserve.scheduler.server import start_scheduler
 from radixserve.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
+from radixserve.worker.config import WorkerConfig
+from radixserve.worker.server import build_runner, start_worker
 from tests.stack import free_port
 
 pytestmark = pytest.mark.timeout(180)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from radixserve.services.common.config import parse_config
-from radixserve.services.scheduler.config import SchedulerConfig
-from radixserve.services.worker.config import WorkerConfig
+from radixserve.common.config import parse_config
+from radixserve.scheduler.config import SchedulerConfig
+from radixserve.worker.config import WorkerConfig
 
 
 def test_defaults_are_the_design_ports():

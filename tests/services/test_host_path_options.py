@@ -7,9 +7,9 @@ import importlib.util
 
 import pytest
 
-from radixserve.services.common.server import loop_factory
-from radixserve.services.tokenizer.config import TokenizerConfig
-from radixserve.services.tokenizer.http_api import http_protocol
+from radixserve.common.server import loop_factory
+from radixserve.tokenizer.config import TokenizerConfig
+from radixserve.tokenizer.http_api import http_protocol
 
 HAVE_HTTPTOOLS = importlib.util.find_spec("httptools") is not None
 HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None

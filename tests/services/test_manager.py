@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from radixserve.services.common.errors import InvalidArgument
-from radixserve.services.common.model_source import resolve_model
-from radixserve.services.common.types import ModelInfo, SamplingParams
-from radixserve.services.tokenizer.manager import RequestManager, SchedOutput
-from radixserve.services.tokenizer.prompts import PromptBuilder
-from radixserve.services.tokenizer.tokenization import load_tokenizer
+from radixserve.common.errors import InvalidArgument
+from radixserve.common.model_source import resolve_model
+from radixserve.common.types import ModelInfo, SamplingParams
+from radixserve.common.vocab.loading import load_tokenizer
+from radixserve.tokenizer.manager import RequestManager, SchedOutput
+from radixserve.tokenizer.prompts import PromptBuilder
 
 INFO = ModelInfo("m", vocab_size=49152, max_context_len=64, num_slots=100, max_rows=4)
 

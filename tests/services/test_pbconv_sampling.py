@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from radixserve.services.common import pbconv
-from radixserve.services.common.errors import InvalidArgument
-from radixserve.services.common.types import (
+from radixserve.common import pbconv
+from radixserve.common.errors import InvalidArgument
+from radixserve.common.types import (
     ForwardMode,
     ReqInput,
     SamplingParams,

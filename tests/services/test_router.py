@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from radixserve.services.common.types import ModelInfo, SamplingParams
-from radixserve.services.tokenizer.pool import SchedulerPool, check_same_model, parse_addresses
-from radixserve.services.tokenizer.prompts import GenerateInput
-from radixserve.services.tokenizer.router import EngineLoad, Router, RouterConfig
+from radixserve.common.types import ModelInfo, SamplingParams
+from radixserve.tokenizer.pool import SchedulerPool, check_same_model, parse_addresses
+from radixserve.tokenizer.prompts import GenerateInput
+from radixserve.tokenizer.router import EngineLoad, Router, RouterConfig
 
 LONG_A = list(range(100, 300))
 LONG_B = list(range(1000, 1200))
@@ -141,8 +141,8 @@ class FakeManager:
 
 
 def test_a_broken_link_fails_only_its_own_requests():
-    from radixserve.services.tokenizer.manager import SchedOutput
-    from radixserve.services.tokenizer.pool import _LinkSink
+    from radixserve.tokenizer.manager import SchedOutput
+    from radixserve.tokenizer.pool import _LinkSink
 
     pool = _pool_with_fake_links()
     manager = FakeManager()
@@ -156,8 +156,8 @@ def test_a_broken_link_fails_only_its_own_requests():
 
 
 def test_a_drain_refusal_sends_the_request_to_the_other_engine():
-    from radixserve.services.tokenizer.manager import SchedOutput
-    from radixserve.services.tokenizer.pool import _LinkSink
+    from radixserve.tokenizer.manager import SchedOutput
+    from radixserve.tokenizer.pool import _LinkSink
 
     pool = _pool_with_fake_links()
     manager = FakeManager()
@@ -179,8 +179,8 @@ def test_a_drain_refusal_sends_the_request_to_the_other_engine():
 
 
 def test_news_of_a_request_ends_its_chance_to_be_re_routed():
-    from radixserve.services.tokenizer.manager import SchedOutput
-    from radixserve.services.tokenizer.pool import _LinkSink
+    from radixserve.tokenizer.manager import SchedOutput
+    from radixserve.tokenizer.pool import _LinkSink
 
     pool = _pool_with_fake_links()
     manager = FakeManager()

@@ -6,13 +6,13 @@ import asyncio
 
 import pytest
 
-from radixserve.services.common.errors import InvalidArgument
-from radixserve.services.common.model_source import resolve_model
-from radixserve.services.common.types import SamplingParams
-from radixserve.services.tokenizer.manager import RequestManager, SchedOutput
-from radixserve.services.tokenizer.prompts import GenerateInput
-from radixserve.services.tokenizer.samples import MAX_N, check_n, expand, interleave
-from radixserve.services.tokenizer.tokenization import load_tokenizer
+from radixserve.common.errors import InvalidArgument
+from radixserve.common.model_source import resolve_model
+from radixserve.common.types import SamplingParams
+from radixserve.common.vocab.loading import load_tokenizer
+from radixserve.tokenizer.manager import RequestManager, SchedOutput
+from radixserve.tokenizer.prompts import GenerateInput
+from radixserve.tokenizer.samples import MAX_N, check_n, expand, interleave
 
 
 class FakeUpstream:

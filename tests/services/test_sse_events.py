@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from radixserve.services.common.types import TopLogprobs
-from radixserve.services.tokenizer import openai_protocol as oai
-from radixserve.services.tokenizer.backends.char_vocab import CharTokenizer
-from radixserve.services.tokenizer.manager import Chunk
+from radixserve.common.types import TopLogprobs
+from radixserve.common.vocab.char_vocab import CharTokenizer
+from radixserve.tokenizer import openai_protocol as oai
+from radixserve.tokenizer.manager import Chunk
 
 TEXTS = ["a", 'say "hi"\\', "line\nbreak\ttab", "héllo 日本 🤗", "\x00\x1f\u2028\u2029", "</s>"]
 

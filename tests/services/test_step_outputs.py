@@ -3,12 +3,12 @@ RequestOutput each; through the wire format the tokenizer reads back the same ne
 
 from __future__ import annotations
 
-from radixserve.services.common.types import TopLogprobs
-from radixserve.services.scheduler.engine_io import Outputs
-from radixserve.services.scheduler.request import FinishReason, TokenEvent
-from radixserve.services.scheduler.server import outputs_to_pb
-from radixserve.services.tokenizer.clients import outputs_from_pb
-from radixserve.services.tokenizer.manager import SchedOutput
+from radixserve.common.types import TopLogprobs
+from radixserve.scheduler.engine_io import Outputs
+from radixserve.scheduler.request import FinishReason, TokenEvent
+from radixserve.scheduler.server import outputs_to_pb
+from radixserve.tokenizer.clients import outputs_from_pb
+from radixserve.tokenizer.manager import SchedOutput
 from radixserve.v1 import scheduler_pb2
 
 

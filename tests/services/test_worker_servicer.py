@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from radixserve.services.worker.config import WorkerConfig
-from radixserve.services.worker.metrics import WorkerMetrics
-from radixserve.services.worker.server import WorkerServicer, build_runner
 from radixserve.v1 import common_pb2, worker_pb2
+from radixserve.worker.config import WorkerConfig
+from radixserve.worker.metrics import WorkerMetrics
+from radixserve.worker.server import WorkerServicer, build_runner
 
 TINY = {
     "architectures": ["LlamaForCausalLM"],

@@ -9,8 +9,8 @@ import random
 
 import pytest
 
-from radixserve.services.common.model_source import ModelSource, embedded_gguf_path, resolve_model
-from radixserve.services.tokenizer.tokenization import Tokenizer, load_tokenizer
+from radixserve.common.model_source import ModelSource, embedded_gguf_path, resolve_model
+from radixserve.common.vocab.loading import Tokenizer, load_tokenizer
 
 WORDS = (
     "the quick brown fox jumps over lazy dog inference server token cache prefix radix "

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from radixserve.services.common.model_source import resolve_model
-from radixserve.services.tokenizer.backends.char_vocab import CharTokenizer
-from radixserve.services.tokenizer.detokenizer import IncrementalDetokenizer
-from radixserve.services.tokenizer.tokenization import load_tokenizer
+from radixserve.common.model_source import resolve_model
+from radixserve.common.vocab.char_vocab import CharTokenizer
+from radixserve.common.vocab.loading import load_tokenizer
+from radixserve.tokenizer.detokenizer import IncrementalDetokenizer
 
 LLAMA3_VOCAB = 128256
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from radixserve.services.tokenizer.chat_template import (
+from radixserve.tokenizer.chat_template import (
     DEFAULT_CHAT_TEMPLATE,
     ChatTemplateError,
     render_chat,

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from radixserve.services.tokenizer.detokenizer import IncrementalDetokenizer
-from radixserve.services.tokenizer.tokenization import ByteTokenizer, CharTokenizer
+from radixserve.common.vocab.loading import ByteTokenizer, CharTokenizer
+from radixserve.tokenizer.detokenizer import IncrementalDetokenizer
 
 REPLACEMENT = "\ufffd"
 PROPERTY = settings(

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from radixserve.services.common.types import TopLogprobs
-from radixserve.services.tokenizer.manager import Chunk
-from radixserve.services.tokenizer.server import _response
+from radixserve.common.types import TopLogprobs
+from radixserve.tokenizer.manager import Chunk
+from radixserve.tokenizer.server import _response
 from radixserve.v1 import common_pb2, tokenizer_pb2
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from radixserve.services.common.model_source import ModelSource
-from radixserve.services.tokenizer.chat_template import render_chat_for
-from radixserve.services.tokenizer.tokenization import load_tokenizer
+from radixserve.common.model_source import ModelSource
+from radixserve.common.vocab.loading import load_tokenizer
+from radixserve.tokenizer.chat_template import render_chat_for
 
 SAMPLES = [
     "the quick brown fox",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from radixserve.services.tokenizer.detokenizer import IncrementalDetokenizer
-from radixserve.services.tokenizer.stop import StopStringMatcher
+from radixserve.tokenizer.detokenizer import IncrementalDetokenizer
+from radixserve.tokenizer.stop import StopStringMatcher
 
 
 def _stream(matcher: StopStringMatcher, chunks: list[str]) -> tuple[str, bool]:

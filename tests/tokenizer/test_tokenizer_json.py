@@ -7,8 +7,8 @@ import json
 import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from radixserve.services.common.model_source import ModelSource, resolve_model
-from radixserve.services.tokenizer.tokenization import CharTokenizer, load_tokenizer
+from radixserve.common.model_source import ModelSource, resolve_model
+from radixserve.common.vocab.loading import CharTokenizer, load_tokenizer
 
 from .conftest import corpus_lines
 

@@ -10,7 +10,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
-from radixserve.services.worker.engine import ModelRunner, RunnerConfig
+from radixserve.worker.engine import ModelRunner, RunnerConfig
 from tests.worker.helpers import save_tiny_llama
 
 LLAMA3_SCALING = {

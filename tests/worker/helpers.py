@@ -9,8 +9,8 @@ import os
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from radixserve.services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
-from radixserve.services.worker.engine import ModelRunner
+from radixserve.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
+from radixserve.worker.engine import ModelRunner
 
 GREEDY = SamplingParams(temperature=0.0)
 

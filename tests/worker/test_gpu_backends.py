@@ -14,8 +14,8 @@ import random
 import pytest
 import torch
 
-from radixserve.services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
-from radixserve.services.worker.engine import ModelRunner, RunnerConfig
+from radixserve.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
+from radixserve.worker.engine import ModelRunner, RunnerConfig
 
 pytestmark = [
     pytest.mark.gpu,

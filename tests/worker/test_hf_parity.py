@@ -7,10 +7,10 @@ import pytest
 import torch
 from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
 
-from radixserve.services.common.model_source import embedded_gguf_path
-from radixserve.services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
-from radixserve.services.worker.engine import ModelRunner, RunnerConfig
-from radixserve.services.worker.loader import gguf as gguf_loader
+from radixserve.common.model_source import embedded_gguf_path
+from radixserve.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
+from radixserve.worker.engine import ModelRunner, RunnerConfig
+from radixserve.worker.loader import gguf as gguf_loader
 from tests.worker.conftest import TINY_VARIANTS
 from tests.worker.helpers import Driver, hf_greedy, hf_greedy_batch
 

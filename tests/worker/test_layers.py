@@ -10,26 +10,26 @@ from transformers import LlamaConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-from radixserve.kernels.rotary_embedding import rope_inv_freq
-from radixserve.services.common.model_source import ModelSource
-from radixserve.services.common.types import SamplingParams
-from radixserve.services.worker.attention import get_backend_class
-from radixserve.services.worker.cuda_graph import DecodeGraphs
-from radixserve.services.worker.layers import (
+from radixserve.common.model_source import ModelSource
+from radixserve.common.types import SamplingParams
+from radixserve.worker.attention import get_backend_class
+from radixserve.worker.cuda_graph import DecodeGraphs
+from radixserve.worker.layers import (
     ColumnParallelLinear,
     MergedColumnParallelLinear,
     QKVParallelLinear,
     RowParallelLinear,
 )
-from radixserve.services.worker.layers.linear import CPU_SMALL_ROWS, linear
-from radixserve.services.worker.layers.ops import get_ops
-from radixserve.services.worker.layers.rotary import RotaryEmbedding
-from radixserve.services.worker.loader import dummy, load_model
-from radixserve.services.worker.model_config import ModelConfig
-from radixserve.services.worker.models import get_model_class
-from radixserve.services.worker.rows import RowTable
-from radixserve.services.worker.runner_config import pick_backend
-from radixserve.services.worker.sampling import Sampler
+from radixserve.worker.layers.linear import CPU_SMALL_ROWS, linear
+from radixserve.worker.layers.ops import get_ops
+from radixserve.worker.layers.rotary import RotaryEmbedding
+from radixserve.worker.loader import dummy, load_model
+from radixserve.worker.model_config import ModelConfig
+from radixserve.worker.models import get_model_class
+from radixserve.worker.rows import RowTable
+from radixserve.worker.runner_config import pick_backend
+from radixserve.worker.sampling import Sampler
+from radixserve_kernels.rotary_embedding import rope_inv_freq
 from tests.worker.conftest import LLAMA3_SCALING
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from radixserve.services.common.types import ForwardMode, ReqInput, SamplingParams
+from radixserve.common.types import ForwardMode, ReqInput, SamplingParams
 from tests.worker.helpers import GREEDY, Driver
 
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [100, 3], [42] * 13, [7, 1, 250, 9, 18]]

@@ -7,9 +7,9 @@ import itertools
 import pytest
 import torch
 
-from radixserve.services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
-from radixserve.services.worker.engine import ModelRunner, RunnerConfig
-from radixserve.services.worker.penalties import PenaltyBank, apply_penalties
+from radixserve.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
+from radixserve.worker.engine import ModelRunner, RunnerConfig
+from radixserve.worker.penalties import PenaltyBank, apply_penalties
 
 E, D = ForwardMode.EXTEND, ForwardMode.DECODE
 PROMPT = [77] * 8  # greedy repeats itself after it: [28, 28, 28, ...]

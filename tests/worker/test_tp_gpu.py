@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from radixserve.services.worker.engine import ModelRunner, RunnerConfig
+from radixserve.worker.engine import ModelRunner, RunnerConfig
 from tests.worker.helpers import save_tiny_llama
 from tests.worker.tp_helpers import greedy, rank_generate, run_ranks
 

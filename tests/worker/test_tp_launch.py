@@ -12,10 +12,10 @@ import time
 import grpc
 import pytest
 
-from radixserve.services.worker.config import WorkerConfig
-from radixserve.services.worker.parallel.launch import wants_tp
-from radixserve.services.worker.parallel.topology import resolve_topology
 from radixserve.v1 import worker_pb2, worker_pb2_grpc
+from radixserve.worker.config import WorkerConfig
+from radixserve.worker.parallel.launch import wants_tp
+from radixserve.worker.parallel.topology import resolve_topology
 from tests.stack import free_port
 from tests.worker.tp_procs import alive, children, ready
 
@@ -65,7 +65,7 @@ def start_tiny_tp2_worker(
     config = tmp_path / "config.json"
     config.write_text(json.dumps(TINY_CONFIG))
     worker = subprocess.Popen(
-        [sys.executable, "-m", "radixserve.services.worker", "--tp", "2", "--port", str(port),
+        [sys.executable, "-m", "radixserve.worker", "--tp", "2", "--port", str(port),
          "--host", "127.0.0.1", "--metrics-port", str(metrics_port), "--model", str(config),
          "--load-format", "dummy", "--num-slots", "64", "--max-rows", "2"],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1", **(env or {})},
@@ -129,7 +129,7 @@ def test_two_nodes_one_rank_each(tmp_path):
               str(rendezvous), "--metrics-port", "0", "--model", str(config), "--load-format",
               "dummy", "--num-slots", "64", "--max-rows", "2", "--host", "127.0.0.1"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "radixserve.services.worker", *common]
+    cmd = [sys.executable, "-m", "radixserve.worker", *common]
     node1 = subprocess.Popen([*cmd, "--node-rank", "1", "--port", "1"], cwd=ROOT, env=env)
     node0 = subprocess.Popen([*cmd, "--node-rank", "0", "--port", str(port)], cwd=ROOT, env=env)
     try:

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from radixserve.services.worker.layers import (
+from radixserve.worker.layers import (
     ColumnParallelLinear,
     LMHead,
     MergedColumnParallelLinear,
@@ -17,8 +17,8 @@ from radixserve.services.worker.layers import (
     RowParallelLinear,
     VocabEmbedding,
 )
-from radixserve.services.worker.model_config import ModelConfig
-from radixserve.services.worker.parallel import check_tp
+from radixserve.worker.model_config import ModelConfig
+from radixserve.worker.parallel import check_tp
 from tests.worker.tp_helpers import rank_generate, run_ranks
 
 pytestmark = pytest.mark.timeout(120)

@@ -12,9 +12,9 @@ import urllib.request
 
 import pytest
 
-from radixserve.services.scheduler.config import scheduler_config
-from radixserve.services.scheduler.server import start_scheduler
-from radixserve.services.tokenizer.clients import outputs_from_pb
+from radixserve.scheduler.config import scheduler_config
+from radixserve.scheduler.server import start_scheduler
+from radixserve.tokenizer.clients import outputs_from_pb
 from radixserve.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc
 from tests.stack import free_port
 from tests.worker.test_tp_launch import start_tiny_tp2_worker

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from radixserve.services.worker.engine import ModelRunner, RunnerConfig
+from radixserve.worker.engine import ModelRunner, RunnerConfig
 from tests.worker.helpers import save_tiny_llama
 from tests.worker.test_tp_layers import layers_then_generate
 from tests.worker.tp_helpers import greedy, rank_generate, run_ranks, save_tiny_gguf

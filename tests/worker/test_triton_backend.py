@@ -7,9 +7,9 @@ import importlib
 import pytest
 import torch
 
-from radixserve.services.worker.cuda_graph import DecodeGraphs
-from radixserve.services.worker.engine import ModelRunner, RunnerConfig
-from radixserve.services.worker.runner_config import pick_backend, pick_ops
+from radixserve.worker.cuda_graph import DecodeGraphs
+from radixserve.worker.engine import ModelRunner, RunnerConfig
+from radixserve.worker.runner_config import pick_backend, pick_ops
 from tests.worker.helpers import Driver
 
 pytest.importorskip("triton")
@@ -19,7 +19,7 @@ PROMPTS = [[5, 6, 7, 8, 9, 10, 11, 12, 13], [100, 3], [42] * 5]
 
 def _interpreted() -> bool:
     """Were the kernels decorated under TRITON_INTERPRET=1 (the env var is read at import)?"""
-    module = importlib.import_module("radixserve.kernels.decode_attention")
+    module = importlib.import_module("radixserve_kernels.decode_attention")
     return type(module._decode_stage1_kernel).__name__ == "InterpretedFunction"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from radixserve.services.common.types import ForwardMode, ReqInput, StepInput
+from radixserve.common.types import ForwardMode, ReqInput, StepInput
 from tests.worker.helpers import GREEDY, Driver
 
 E, D = ForwardMode.EXTEND, ForwardMode.DECODE
@@ -111,7 +111,7 @@ def test_decode_steps_on_live_rows_name_their_problem(tiny_runner):
 
 
 def test_decode_index_arrays_equal_the_general_ones(tiny_runner):
-    from radixserve.services.worker.batch import (
+    from radixserve.worker.batch import (
         _decode_arrays,
         _general_arrays,
         plan_step,

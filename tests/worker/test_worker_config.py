@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
-from radixserve.services.common.config import env_name, parse_config
-from radixserve.services.worker.config import WorkerConfig
-from radixserve.services.worker.runner_config import RunnerConfig
+from radixserve.common.config import env_name, parse_config
+from radixserve.worker.config import WorkerConfig
+from radixserve.worker.runner_config import RunnerConfig
 
 
 def test_every_runner_setting_is_a_worker_flag_and_env(monkeypatch):

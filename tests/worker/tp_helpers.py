@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 import torch.multiprocessing as mp
 
-from radixserve.services.worker.parallel.group import TPGroup
+from radixserve.worker.parallel.group import TPGroup
 
 
 def free_port() -> int:
@@ -51,7 +51,7 @@ def greedy(runner: object, prompts: list[list[int]], max_new: int) -> list[list[
 
     Kept here, not in helpers.py, so spawned ranks do not import transformers.
     """
-    from radixserve.services.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
+    from radixserve.common.types import ForwardMode, ReqInput, SamplingParams, StepInput
 
     slots = iter(range(1, 1 << 30))
     greedy_params = SamplingParams(temperature=0.0)
@@ -76,9 +76,9 @@ def rank_generate(group: TPGroup, specs: dict, prompts: list, max_new: int, out_
     followers do. Rank 0 writes ``{name: tokens}`` as JSON to ``out_path``."""
     import json
 
-    from radixserve.services.worker.engine import ModelRunner, RunnerConfig
-    from radixserve.services.worker.metrics_tp import TPMetrics
-    from radixserve.services.worker.parallel.worker_group import LeaderRunner, follower_loop
+    from radixserve.worker.engine import ModelRunner, RunnerConfig
+    from radixserve.worker.metrics_tp import TPMetrics
+    from radixserve.worker.parallel.worker_group import LeaderRunner, follower_loop
 
     results = {}
     for name, kw in specs.items():
@@ -159,7 +159,7 @@ def _is_part(name: str, part: str) -> bool:
 
 def _rejected_steps_keep_ranks_in_step(leader: object) -> None:
     """Steps rank 0 rejects are rejected by every rank (no collective runs, nobody hangs)."""
-    from radixserve.services.common.types import ForwardMode, ReqInput, StepInput
+    from radixserve.common.types import ForwardMode, ReqInput, StepInput
 
     step = leader.step  # type: ignore[attr-defined]
     bad = [

@@ -5,7 +5,7 @@ datasource variable and instance / model filters. Every panel query uses :data:`
 matchers) on each series it selects; tests/observability checks that every query runs and returns
 data against a real Prometheus scraping the real services.
 
-Usage: python -m tools.dashboards.generate [--check]   (--check: fail if the JSON is stale)
+Usage: python tools/dashboards/generate.py [--check]   (--check: fail if the JSON is stale)
 """
 
 from __future__ import annotations

@@ -1,0 +1,247 @@
+"""Transport security shared by every service: TLS / mTLS certificates and a shared token.
+
+One process has one :class:`SecurityConfig` (flags ``--tls-cert`` ... parsed by ``run_service``,
+or ``RADIXSERVE_TLS_CERT`` ... in the environment; tests call :func:`configure`). Every channel to
+a peer is made by :func:`make_channel` and every gRPC port is opened by :func:`add_port`:
+
+- ``tls_cert`` + ``tls_key``: servers speak TLS. With ``tls_ca`` too, internal servers require a
+  client certificate signed by that CA (mTLS) and clients present theirs and verify the server.
+- ``auth_token`` (or ``auth_token_file``, e.g. a mounted Kubernetes secret): clients send it in
+  the ``x-radixserve-token`` header and internal servers refuse calls without it
+  (UNAUTHENTICATED), health checks excepted so that probes keep working.
+
+The front door is public (``public=True``): TLS without client certificates and no shared token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+logger = logging.getLogger(__name__)
+
+TOKEN_HEADER = "x-radixserve-token"
+_OPEN_PREFIXES = ("/grpc.health.v1.Health/",)  # probes carry no credentials
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+]
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """How services authenticate each other (see the module docstring)."""
+
+    tls_cert: str = field(default="", metadata={"help": "PEM certificate file of this service"})
+    tls_key: str = field(default="", metadata={"help": "PEM private key file of tls_cert"})
+    tls_ca: str = field(
+        default="", metadata={"help": "PEM CA bundle: verify peers; internal ports require mTLS"}
+    )
+    tls_server_name: str = field(
+        default="", metadata={"help": "name to expect in peers' certificates (default: host)"}
+    )
+    auth_token: str = field(default="", metadata={"help": "shared token between services"})
+    auth_token_file: str = field(default="", metadata={"help": "file holding the shared token"})
+
+    @property
+    def token(self) -> str:
+        if self.auth_token:
+            return self.auth_token
+        if self.auth_token_file:
+            with open(self.auth_token_file, encoding="utf-8") as f:
+                return f.read().strip()
+        return ""
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert and self.tls_key)
+
+
+_current = SecurityConfig()
+
+
+def configure(cfg: SecurityConfig) -> None:
+    """Sets this process's security; fails at once on missing files or half a key pair."""
+    global _current
+    if bool(cfg.tls_cert) != bool(cfg.tls_key):
+        raise ValueError("tls_cert and tls_key: set both or neither")
+    for name in ("tls_cert", "tls_key", "tls_ca", "auth_token_file"):
+        path = getattr(cfg, name)
+        if path and not os.path.isfile(path):
+            raise ValueError(f"{name}: no such file {path!r}")
+    if cfg.auth_token_file and not cfg.token:
+        raise ValueError(f"auth_token_file: {cfg.auth_token_file!r} is empty")
+    _current = cfg
+    logger.info("security", extra={"kv": {"tls": cfg.tls, "mtls": cfg.tls and bool(cfg.tls_ca)}})
+
+
+def current() -> SecurityConfig:
+    return _current
+
+
+def from_env() -> SecurityConfig:
+    """The ``RADIXSERVE_TLS_*`` / ``RADIXSERVE_AUTH_TOKEN*`` environment, for non-flag users."""
+    from radixserve.common.config import config_from_namespace
+
+    return config_from_namespace(SecurityConfig)
+
+
+def _read(path: str) -> bytes | None:
+    if not path:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+# ---- clients -------------------------------------------------------------------------------
+
+
+class _AddToken:
+    """Adds the shared token to every call (works on insecure channels, unlike call creds).
+
+    NOTE: grpc.aio files each interceptor under the first call kind it implements, so there is
+    one small class per kind below, not one class implementing all four.
+    """
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def _details(self, d: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(d.metadata or ()))
+        metadata.add(TOKEN_HEADER, self.token)
+        return grpc.aio.ClientCallDetails(
+            d.method, d.timeout, metadata, d.credentials, d.wait_for_ready
+        )
+
+
+class _TokenUU(_AddToken, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return await continuation(self._details(details), request)
+
+
+class _TokenUS(_AddToken, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
+        return await continuation(self._details(details), request)
+
+
+class _TokenSU(_AddToken, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(self, continuation, details, request_iterator):  # type: ignore[no-untyped-def]
+        return await continuation(self._details(details), request_iterator)
+
+
+class _TokenSS(_AddToken, grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(self, continuation, details, request_iterator):  # type: ignore[no-untyped-def]
+        return await continuation(self._details(details), request_iterator)
+
+
+def make_channel(
+    address: str,
+    cfg: SecurityConfig | None = None,
+    extra_options: list[tuple[str, object]] | None = None,
+) -> grpc.aio.Channel:
+    """An aio channel to an internal peer: TLS when a CA is set, the token when one is set."""
+    cfg = cfg or _current
+    options = list(GRPC_OPTIONS) + list(extra_options or [])
+    token = cfg.token
+    interceptors = [k(token) for k in (_TokenUU, _TokenUS, _TokenSU, _TokenSS)] if token else None
+    if not cfg.tls_ca:
+        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=_read(cfg.tls_ca),
+        private_key=_read(cfg.tls_key),
+        certificate_chain=_read(cfg.tls_cert),
+    )
+    if cfg.tls_server_name:
+        options.append(("grpc.ssl_target_name_override", cfg.tls_server_name))
+    return grpc.aio.secure_channel(address, creds, options=options, interceptors=interceptors)
+
+
+# ---- servers -------------------------------------------------------------------------------
+
+
+class TokenCheckInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses every call but health checks that lacks the shared token (UNAUTHENTICATED)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token.encode()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        if details.method.startswith(_OPEN_PREFIXES) or self._valid(details):
+            return await continuation(details)
+        logger.warning("call without a valid token refused", extra={"kv": {"m": details.method}})
+        return _refuse(await continuation(details))
+
+    def _valid(self, details: grpc.HandlerCallDetails) -> bool:
+        for key, value in details.invocation_metadata or ():
+            if key == TOKEN_HEADER:
+                given = value.encode() if isinstance(value, str) else value
+                return hmac.compare_digest(given, self.token)
+        return False
+
+
+def _refuse(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None:
+    """A handler of the same shape as ``handler`` that aborts UNAUTHENTICATED."""
+    if handler is None:
+        return None
+
+    async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong service token")
+
+    kind = (
+        "stream_stream"
+        if handler.request_streaming and handler.response_streaming
+        else "stream_unary"
+        if handler.request_streaming
+        else "unary_stream"
+        if handler.response_streaming
+        else "unary_unary"
+    )
+    make = getattr(grpc, f"{kind}_rpc_method_handler")
+    return make(
+        deny,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+def server_interceptors(public: bool, cfg: SecurityConfig | None = None) -> list:
+    cfg = cfg or _current
+    token = cfg.token
+    return [] if public or not token else [TokenCheckInterceptor(token)]
+
+
+def add_port(
+    server: grpc.aio.Server, address: str, public: bool, cfg: SecurityConfig | None = None
+) -> int:
+    """Opens ``address``: TLS when a certificate is set, client certificates required on an
+    internal port when a CA is set too; else plaintext. Returns the port (0 when it failed)."""
+    cfg = cfg or _current
+    if not cfg.tls:
+        return server.add_insecure_port(address)
+    mtls = bool(cfg.tls_ca) and not public
+    creds = grpc.ssl_server_credentials(
+        [(_read(cfg.tls_key), _read(cfg.tls_cert))],
+        root_certificates=_read(cfg.tls_ca) if mtls else None,
+        require_client_auth=mtls,
+    )
+    return server.add_secure_port(address, creds)
+
+
+def uvicorn_ssl(cfg: SecurityConfig | None = None) -> dict[str, Any]:
+    """uvicorn.Config keyword arguments for HTTPS on the API (empty without a certificate)."""
+    cfg = cfg or _current
+    if not cfg.tls:
+        return {}
+    return {"ssl_certfile": cfg.tls_cert, "ssl_keyfile": cfg.tls_key}

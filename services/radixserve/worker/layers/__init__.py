@@ -1,0 +1,29 @@
+"""Plain PyTorch building blocks of the models; elementwise ops come from the ``Ops`` given.
+
+Sampling lives in ``services.worker.sampling`` (it needs per-request state).
+"""
+
+from radixserve.worker.layers.activation import SiluAndMul
+from radixserve.worker.layers.embedding import LMHead, VocabEmbedding
+from radixserve.worker.layers.linear import (
+    ColumnParallelLinear,
+    MergedColumnParallelLinear,
+    QKVParallelLinear,
+    ReplicatedLinear,
+    RowParallelLinear,
+)
+from radixserve.worker.layers.norm import RMSNorm
+from radixserve.worker.layers.rotary import RotaryEmbedding
+
+__all__ = [
+    "ColumnParallelLinear",
+    "LMHead",
+    "MergedColumnParallelLinear",
+    "QKVParallelLinear",
+    "RMSNorm",
+    "ReplicatedLinear",
+    "RotaryEmbedding",
+    "RowParallelLinear",
+    "SiluAndMul",
+    "VocabEmbedding",
+]

@@ -1,0 +1,32 @@
+"""Model architectures by HF ``architectures`` name, imported lazily."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from radixserve.worker.models.base import CausalLM
+
+logger = logging.getLogger(__name__)
+
+_MODELS: dict[str, str] = {
+    "LlamaForCausalLM": "radixserve.worker.models.llama:LlamaForCausalLM",
+}
+
+
+def known_architectures() -> list[str]:
+    return sorted(_MODELS)
+
+
+def get_model_class(architecture: str) -> type[CausalLM]:
+    """The model class for an HF architecture name; ValueError listing the known ones."""
+    if architecture not in _MODELS:
+        raise ValueError(
+            f"unsupported model architecture {architecture!r}; "
+            f"known: {', '.join(known_architectures())}"
+        )
+    module, cls = _MODELS[architecture].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+__all__ = ["CausalLM", "get_model_class", "known_architectures"]
