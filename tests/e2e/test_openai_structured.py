@@ -177,8 +177,7 @@ def test_required_tool_call(oai: openai.OpenAI, model_name: str, stream: bool) -
     else:
         out = oai.chat.completions.create(**kw)
         calls, reason = out.choices[0].message.tool_calls, out.choices[0].finish_reason
-    if reason == "length":
-        pytest.skip("cut by max_tokens")
+    # temperature 0: the answer is the same every run, and it ends in its calls, not by max_tokens
     assert reason == "tool_calls" and calls
     for call in calls:
         assert call.function.name in ("get_weather", "get_time") and call.id

@@ -51,8 +51,7 @@ def test_http_stream_sends_arguments_in_pieces(oai: openai.OpenAI, model_name: s
                 heads.append((d.id, d.type, d.function.name))
             pieces.append(d.function.arguments or "")
         reason = ev.choices[0].finish_reason or reason
-    if reason == "length":
-        pytest.skip("cut by max_tokens")
+    # temperature 0: the answer is the same every run, and it ends in its calls, not by max_tokens
     assert reason == "tool_calls"
     assert len(heads) == 1 and heads[0][1:] == ("function", "get_weather")
     assert len([p for p in pieces if p]) > 1, pieces  # the arguments came in several deltas
@@ -65,8 +64,7 @@ def test_grpc_sdk_tools(stack: Stack, oai: openai.OpenAI, model_name: str) -> No
         out = client.chat(
             ASK, tools=[WEATHER, TIME], tool_choice="required", max_tokens=80, temperature=0
         )
-        if out.finish_reason == "length":
-            pytest.skip("cut by max_tokens")
+        # temperature 0: the answer is the same every run, and it ends in its calls, not by max_tokens
         assert out.finish_reason == "tool_calls" and out.tool_calls and out.text == ""
         for i, call in enumerate(out.tool_calls):
             assert call.index == i and call.id.startswith("call_")

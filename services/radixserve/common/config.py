@@ -14,10 +14,13 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 ENV_PREFIX = "RADIXSERVE_"
 
 
@@ -48,11 +51,19 @@ def _convert(tp: Any, text: str) -> Any:
     return base(text)
 
 
+def _converter(tp: Any) -> Callable[[str], Any]:
+    """The flag's ``type=``: a lambda (argparse names it ``<lambda>`` in its errors) bound to
+    ``tp``."""
+    return lambda s: _convert(tp, s)
+
+
 def env_name(field_name: str) -> str:
     return ENV_PREFIX + field_name.upper()
 
 
-def _leaf_fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
+def _leaf_fields(
+    cls: type[DataclassInstance] | DataclassInstance,
+) -> list[tuple[dataclasses.Field, Any]]:
     """``(field, type)`` of ``cls``, with embedded dataclasses replaced by their own fields."""
     hints = typing.get_type_hints(cls)
     out: list[tuple[dataclasses.Field, Any]] = []
@@ -71,7 +82,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if _base_type(tp) is bool:
             parser.add_argument(flag, type=_parse_bool, nargs="?", const=True, help=help_text)
         else:
-            parser.add_argument(flag, type=lambda s, tp=tp: _convert(tp, s), help=help_text)
+            parser.add_argument(flag, type=_converter(tp), help=help_text)
 
 
 def config_from_namespace(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -29,16 +28,6 @@ def require_address(address: str, what: str) -> str:
     if not address:
         raise ValueError(f"{what} address is not set")
     return address
-
-
-async def wait_while(busy: Callable[[], object], seconds: float, every: float = 0.02) -> bool:
-    """Polls ``busy()`` every ``every`` seconds for up to ``seconds``; returns whether it cleared
-    (the drains wait for their work like this)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while busy() and loop.time() < deadline:
-        await asyncio.sleep(every)
-    return not busy()
 
 
 async def wait_until_ready(

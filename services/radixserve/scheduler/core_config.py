@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from radixserve.scheduler.eviction import make_eviction_policy
 from radixserve.scheduler.policy import make_schedule_policy
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-def _opt(default: object, help_text: str) -> object:
+
+def _opt(default: T, help_text: str) -> T:
     return field(default=default, metadata={"help": help_text})
 
 

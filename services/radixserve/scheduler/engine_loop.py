@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
-from radixserve.common.grpc_util import wait_while
+from radixserve.common.aio import wait_while
 from radixserve.common.types import ModelInfo, StepOutput
 from radixserve.scheduler.engine_io import (
     ClientStream,

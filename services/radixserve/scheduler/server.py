@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from radixserve.common import pbconv
-from radixserve.common.grpc_util import wait_while
+from radixserve.common.aio import wait_while
 from radixserve.common.metrics import serve_metrics
 from radixserve.common.server import ServiceServer
 from radixserve.common.types import ModelInfo

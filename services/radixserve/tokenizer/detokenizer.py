@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from .backends.base import Tokenizer
+from radixserve.common.vocab.base import Tokenizer
 
 logger = logging.getLogger(__name__)
 

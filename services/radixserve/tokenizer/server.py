@@ -11,8 +11,9 @@ import grpc
 from prometheus_client import Gauge
 
 from radixserve.common import pbchat, pbconv
+from radixserve.common.aio import wait_while
 from radixserve.common.errors import InvalidArgument, RequestError
-from radixserve.common.grpc_util import abort_with, wait_while
+from radixserve.common.grpc_util import abort_with
 from radixserve.common.metrics import serve_metrics
 from radixserve.common.model_source import resolve_model
 from radixserve.common.server import GRPC_OPTIONS, MAX_MESSAGE_BYTES, ServiceServer

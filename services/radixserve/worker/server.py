@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 
 from radixserve.common import pbconv
-from radixserve.common.grpc_util import wait_while
+from radixserve.common.aio import wait_while
 from radixserve.common.metrics import serve_metrics
 from radixserve.common.server import ServiceServer
 from radixserve.v1 import worker_pb2, worker_pb2_grpc

@@ -3,8 +3,8 @@
 ``load_tokenizer(source)`` returns a :class:`Tokenizer`:
 
 * ``gguf``: the vocabulary in the file's metadata (byte-level BPE ``gpt2`` or sentencepiece-style
-  ``llama``), see :mod:`.backends.gguf_vocab`;
-* ``hf``: ``tokenizer.json`` or ``tokenizer.model`` of the directory, see :mod:`.backends.hf_dir`;
+  ``llama``), see :mod:`.gguf_vocab`;
+* ``hf``: ``tokenizer.json`` or ``tokenizer.model`` of the directory, see :mod:`.hf_dir`;
 * ``dummy``: the real tokenizer when the dummy path is a directory that has one, otherwise the
   stand-in :class:`CharTokenizer` (one character per id) sized to the config's ``vocab_size``.
 """
@@ -17,9 +17,9 @@ import os
 
 from radixserve.common.model_source import EMBEDDED_VOCAB_SIZE, ModelSource
 
-from .backends.base import END_OF_GENERATION_TOKENS, Tokenizer
-from .backends.byte_level import ByteTokenizer
-from .backends.char_vocab import CharTokenizer
+from .base import END_OF_GENERATION_TOKENS, Tokenizer
+from .byte_level import ByteTokenizer
+from .char_vocab import CharTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +35,11 @@ __all__ = [
 def load_tokenizer(source: ModelSource) -> Tokenizer:
     """The tokenizer for ``source``; raises ``ValueError`` for a vocabulary it cannot read."""
     if source.kind == "gguf":
-        from .backends.gguf_vocab import load_gguf_tokenizer
+        from .gguf_vocab import load_gguf_tokenizer
 
         tok: Tokenizer = load_gguf_tokenizer(source.path)
     elif source.kind == "hf":
-        from .backends.hf_dir import load_hf_dir_tokenizer
+        from .hf_dir import load_hf_dir_tokenizer
 
         tok = load_hf_dir_tokenizer(source.path)
     elif source.kind == "dummy":
@@ -51,7 +51,7 @@ def load_tokenizer(source: ModelSource) -> Tokenizer:
 
 
 def _dummy_tokenizer(path: str) -> Tokenizer:
-    from .backends.hf_dir import has_tokenizer_files, load_hf_dir_tokenizer
+    from .hf_dir import has_tokenizer_files, load_hf_dir_tokenizer
 
     folder = path if os.path.isdir(path) else os.path.dirname(path)
     if path and has_tokenizer_files(folder):

@@ -40,9 +40,8 @@ class TritonAttentionBackend(AttentionBackend):
 
     def __init__(self, kv_pool, num_heads: int, head_dim: int) -> None:
         super().__init__(kv_pool, num_heads, head_dim)
-        from radixserve import (
-            kernels,  # NOTE: imported here so TRITON_INTERPRET set by the caller is honoured
-        )
+        # NOTE: imported here so TRITON_INTERPRET set by the caller is honoured.
+        import radixserve_kernels as kernels
 
         self._k = kernels
         self._graph_kv_indices: torch.Tensor | None = None  # set by init_cuda_graph_state

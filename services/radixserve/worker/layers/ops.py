@@ -72,9 +72,9 @@ def _adapt(
 
 def _kernels() -> ModuleType:
     # NOTE: imported on first use, so TRITON_INTERPRET set by the caller (tests) is honoured.
-    from radixserve import kernels
+    import radixserve_kernels
 
-    return kernels
+    return radixserve_kernels
 
 
 def _torch_ops() -> Ops:
