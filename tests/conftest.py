@@ -10,7 +10,7 @@ from hypothesis import settings
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Property tests draw the same examples on every run (`make test`, CI): a failure is a code change,
-# never a lucky draw. HYPOTHESIS_PROFILE=explore draws at random (and keeps a local database) to hunt
+# never a lucky draw. HYPOTHESIS_PROFILE=explore draws at random (with a local database) to hunt
 # for new failures on purpose.
 settings.register_profile("derandomized", derandomize=True, database=None, print_blob=True)
 settings.register_profile("explore", print_blob=True)

@@ -64,7 +64,7 @@ def test_grpc_sdk_tools(stack: Stack, oai: openai.OpenAI, model_name: str) -> No
         out = client.chat(
             ASK, tools=[WEATHER, TIME], tool_choice="required", max_tokens=80, temperature=0
         )
-        # temperature 0: the answer is the same every run, and it ends in its calls, not by max_tokens
+        # temperature 0: the same answer every run, and it ends in its calls, not by max_tokens
         assert out.finish_reason == "tool_calls" and out.tool_calls and out.text == ""
         for i, call in enumerate(out.tool_calls):
             assert call.index == i and call.id.startswith("call_")
