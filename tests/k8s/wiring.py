@@ -18,13 +18,13 @@ CONFIGS: dict[str, type] = {
     "radixserve.scheduler": SchedulerConfig,
     "radixserve.worker": WorkerConfig,
 }
-# Variables read outside the config dataclasses (services/common/logs.py, server.py, metrics.py,
-# and the worker's elementwise-ops switch in services/worker/layers/ops.py).
+# Variables read outside the config dataclasses (services/radixserve/common/logs.py, server.py, metrics.py,
+# and the worker's elementwise-ops switch in services/radixserve/worker/layers/ops.py).
 COMMON_ENV = {
     "RADIXSERVE_LOG_LEVEL",
     "RADIXSERVE_LOG_FORMAT",
     "RADIXSERVE_SWITCH_INTERVAL",
-    "RADIXSERVE_METRICS_HOST",  # services/common/metrics.py
+    "RADIXSERVE_METRICS_HOST",  # services/radixserve/common/metrics.py
 }
 EXTRA_ENV = {"radixserve.worker": {"RADIXSERVE_OPS"}}
 # Left unset on purpose (see k8s/base/config/worker.env).

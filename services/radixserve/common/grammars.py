@@ -9,14 +9,22 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from typing import TYPE_CHECKING
 
 from radixserve.common.errors import InvalidArgument
 from radixserve.common.types import Constraint
 
+if TYPE_CHECKING:
+    from llguidance._lib import JsonCompileOptions
+
 logger = logging.getLogger(__name__)
 
 # Compact JSON without free whitespace: a small model cannot wander into endless blank lines.
-_JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
+_JSON_OPTIONS: JsonCompileOptions = {
+    "whitespace_flexible": False,
+    "item_separator": ", ",
+    "key_separator": ": ",
+}
 
 
 @functools.lru_cache(maxsize=256)
@@ -29,8 +37,10 @@ def grammar_text(kind: str, value: str) -> str:
             text = llguidance.LLMatcher.grammar_from_json_schema(value, defaults=_JSON_OPTIONS)
         elif kind == "choice":
             text = llguidance.grammar_from("choice", json.loads(value))
-        elif kind in ("regex", "ebnf"):
-            text = llguidance.grammar_from(kind, value)
+        elif kind == "regex":
+            text = llguidance.grammar_from("regex", value)
+        elif kind == "ebnf":
+            text = llguidance.grammar_from("ebnf", value)
         else:
             raise ValueError(f"unknown constraint kind {kind!r}")
     except (TypeError, json.JSONDecodeError) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 from radixserve.common.types import (
     MAX_TOP_LOGPROBS,
@@ -129,9 +130,10 @@ def model_info_from_pb(pb: common_pb2.ModelInfo) -> ModelInfo:
 
 
 def step_to_pb(step: StepInput) -> worker_pb2.ForwardRequest:
-    pb = worker_pb2.ForwardRequest(
-        step_id=step.step_id, mode=int(step.mode), release_rows=step.release_rows
-    )
+    # NOTE: the domain ForwardMode's values are the wire enum's numbers (the stubs give the wire
+    # enum no constructor from an int).
+    mode = cast(worker_pb2.ForwardMode, int(step.mode))
+    pb = worker_pb2.ForwardRequest(step_id=step.step_id, mode=mode, release_rows=step.release_rows)
     if step.mode == ForwardMode.DECODE and step.reqs and all(r.is_plain_decode for r in step.reqs):
         pb.decode.rows.extend([r.row for r in step.reqs])
         pb.decode.new_slots.extend([r.new_slots[0] for r in step.reqs])
@@ -203,9 +205,11 @@ def output_from_pb(pb: worker_pb2.ForwardResponse) -> StepOutput:
     )
 
 
-def finish_reason_to_pb(reason: str | None) -> int:
+def finish_reason_to_pb(reason: str | None) -> common_pb2.FinishReason:
     """``"stop"``/``"length"``/``"abort"``/``"error"``/``"tool_calls"`` (or None) -> the enum."""
-    return common_pb2.FinishReason.Value(f"FINISH_REASON_{reason.upper()}") if reason else 0
+    if not reason:
+        return common_pb2.FINISH_REASON_UNSPECIFIED  # 0
+    return common_pb2.FinishReason.Value(f"FINISH_REASON_{reason.upper()}")
 
 
 def finish_reason_from_pb(value: int) -> str | None:

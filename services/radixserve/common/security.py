@@ -18,7 +18,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +104,11 @@ def _read(path: str) -> bytes | None:
 # ---- clients -------------------------------------------------------------------------------
 
 
+# A client interceptor's ``continuation``: it starts the call (the request or request iterator as
+# its second argument) and returns the call object.
+_Continuation = Callable[[grpc.aio.ClientCallDetails, Any], Awaitable[Any]]
+
+
 class _AddToken:
     """Adds the shared token to every call (works on insecure channels, unlike call creds).
 
@@ -123,29 +128,43 @@ class _AddToken:
 
 
 class _TokenUU(_AddToken, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation, details, request):  # type: ignore[no-untyped-def]
+    async def intercept_unary_unary(
+        self, continuation: _Continuation, details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
         return await continuation(self._details(details), request)
 
 
 class _TokenUS(_AddToken, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation, details, request):  # type: ignore[no-untyped-def]
+    async def intercept_unary_stream(
+        self, continuation: _Continuation, details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
         return await continuation(self._details(details), request)
 
 
 class _TokenSU(_AddToken, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation, details, request_iterator):  # type: ignore[no-untyped-def]
+    async def intercept_stream_unary(
+        self,
+        continuation: _Continuation,
+        details: grpc.aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
         return await continuation(self._details(details), request_iterator)
 
 
 class _TokenSS(_AddToken, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(self, continuation, details, request_iterator):  # type: ignore[no-untyped-def]
+    async def intercept_stream_stream(
+        self,
+        continuation: _Continuation,
+        details: grpc.aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
         return await continuation(self._details(details), request_iterator)
 
 
 def make_channel(
     address: str,
     cfg: SecurityConfig | None = None,
-    extra_options: list[tuple[str, object]] | None = None,
+    extra_options: Sequence[tuple[str, object]] | None = None,
 ) -> grpc.aio.Channel:
     """An aio channel to an internal peer: TLS when a CA is set, the token when one is set."""
     cfg = cfg or _current

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -27,6 +28,15 @@ logger = logging.getLogger(__name__)
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+ConfigT = TypeVar("ConfigT")
+
+
+class RunningService(Protocol):
+    """What a service's ``start(cfg)`` returns to :func:`run_service` (which also awaits its
+    ``drain()`` when it has one)."""
+
+    def stop(self) -> Awaitable[object]: ...
 
 
 class ServiceServer:
@@ -90,8 +100,8 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 
 def run_service(
     name: str,
-    config_cls: type,
-    start: Callable[[object], Awaitable[object]],
+    config_cls: type[ConfigT],
+    start: Callable[[ConfigT], Awaitable[RunningService]],
     argv: list[str] | None = None,
 ) -> None:
     """What every ``python -m radixserve.<name>`` does: config, logging, start, serve
@@ -118,7 +128,7 @@ def run_service(
         drain = getattr(running, "drain", None)
         if drain is not None:
             await drain()
-        await running.stop()  # type: ignore[attr-defined]
+        await running.stop()
 
     factory = loop_factory(getattr(cfg, "event_loop", "asyncio"))
     if factory is None or sys.version_info < (3, 11):

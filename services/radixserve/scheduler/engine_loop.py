@@ -199,6 +199,7 @@ class EngineLoop:
                     backoff = min(backoff * 2, self.cfg.reconnect_max)
                     continue
             backoff = self.cfg.reconnect_min
+            assert self.core is not None  # NOTE: connect() built it (or the loop went round)
             stream = self.worker.open_stream()
             await self._set_ready(True)
             try:
@@ -267,6 +268,7 @@ class EngineLoop:
 
     def _new_session(self, message: str) -> None:
         """End every live request with ``message`` and start over on a fresh core."""
+        assert self._worker_info is not None  # NOTE: a step was rejected, so connect() ran
         core, self.core = self.core, self.make_core(self._worker_info)
         self._in_flight.clear()
         if core is not None:
@@ -306,8 +308,8 @@ class EngineLoop:
             generated += len(ev.token_ids)
             per_client.setdefault(client.client_id, []).append(ev)
         self.metrics.generated_tokens.inc(generated)  # once a step, not once a request
-        for client_id, outputs in per_client.items():
-            self.clients[client_id].outbox.put_nowait(Outputs(step_id, outputs))
+        for cid, outputs in per_client.items():
+            self.clients[cid].outbox.put_nowait(Outputs(step_id, outputs))
 
     def _update_gauges(self) -> None:
         stats = self.stats()

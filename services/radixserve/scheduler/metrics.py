@@ -9,6 +9,8 @@ result; ``sync`` turns the core's cumulative counters into Prometheus counter in
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from radixserve.common.metrics import (
@@ -17,6 +19,10 @@ from radixserve.common.metrics import (
     SIZE_BUCKETS,
     ServiceMetrics,
 )
+
+if TYPE_CHECKING:
+    from radixserve.common.types import StepInput
+    from radixserve.scheduler.stats import LoadStats
 
 
 class SchedulerMetrics(ServiceMetrics):
@@ -116,10 +122,10 @@ class SchedulerMetrics(ServiceMetrics):
         for reason in ("stop", "length", "abort", "error"):  # present from the start, at 0
             self.requests.labels(reason)
 
-    def observe_step(self, step: object) -> None:
+    def observe_step(self, step: StepInput) -> None:
         """One step built by the core: batch size, prefill tokens and decoding requests."""
-        reqs = step.reqs  # type: ignore[attr-defined]
-        self.batch_size.labels(step.mode.name.lower()).observe(len(reqs))  # type: ignore[attr-defined]
+        reqs = step.reqs
+        self.batch_size.labels(step.mode.name.lower()).observe(len(reqs))
         prefill = sum(len(r.new_slots) for r in reqs if not r.is_decode)
         decode = sum(1 for r in reqs if r.is_decode)
         if prefill:
@@ -127,11 +133,11 @@ class SchedulerMetrics(ServiceMetrics):
         if decode:
             self.step_decode_requests.observe(decode)
 
-    def sync(self, core: object, stats: object) -> None:
+    def sync(self, core: object, stats: LoadStats) -> None:
         """The core's ``stats`` (taken once per step by the loop) and cumulative counters."""
-        self.gie_waiting.set(stats.waiting)  # type: ignore[attr-defined]
-        self.gie_running.set(stats.running)  # type: ignore[attr-defined]
-        self.gie_kv.set(stats.kv_usage)  # type: ignore[attr-defined]
+        self.gie_waiting.set(stats.waiting)
+        self.gie_running.set(stats.running)
+        self.gie_kv.set(stats.kv_usage)
         self._add(self.cache_queries, "queries", getattr(core, "prompt_tokens_total", 0))
         self._add(self.cache_hits, "hits", getattr(core, "cached_tokens_total", 0))
         cache = getattr(getattr(core, "kv", None), "cache", None)

@@ -21,6 +21,7 @@ class EngineProfileRPCs:
         worker = getattr(getattr(self, "loop", None), "worker", None)
         if worker is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "scheduler is still starting")
+        assert worker is not None  # NOTE: context.abort raises
         return worker.stub
 
     async def StartEngineProfile(

@@ -26,7 +26,7 @@ class TreeNode:
     def __init__(self, key: list[int], value: list[int], parent: TreeNode | None) -> None:
         self.key = key
         self.value = value
-        self.children: dict = {}
+        self.children: dict[int | tuple[int, ...], TreeNode] = {}
         self.parent = parent
         self.lock_ref = 0
         self.last_access = 0
@@ -96,6 +96,7 @@ class RadixCache:
     def _split(self, child: TreeNode, n: int) -> TreeNode:
         """Cut ``child`` after ``n`` tokens; the new upper node takes its place and lock count."""
         parent = child.parent
+        assert parent is not None  # NOTE: only roots lack a parent, and a root is nobody's child
         upper = TreeNode(child.key[:n], child.value[:n], parent)
         upper.lock_ref = child.lock_ref
         upper.last_access = child.last_access
@@ -194,6 +195,7 @@ class RadixCache:
         while evicted < num_tokens and heap:
             _, node = heapq.heappop(heap)
             parent = node.parent
+            assert parent is not None  # NOTE: nodes() yields no roots
             del parent.children[self._child_key(node.key, 0)]
             self.free_fn(node.value)
             self.evictable_size -= len(node.value)

@@ -6,8 +6,12 @@ import enum
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from radixserve.common.types import ModelInfo, SamplingParams, TopLogprobs
+
+if TYPE_CHECKING:
+    from radixserve.scheduler.radix_cache import TreeNode
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +89,7 @@ class Request:
     row: int = -1
     slots: list[int] = field(default_factory=list)
     cache_len: int = 0
-    last_node: object | None = None
+    last_node: TreeNode | None = None
     prefill_target: int = 0  # kv_len at which the (re-)prefill is complete
     fresh_row: bool = False  # next ReqInput must carry prefix_slots and sampling
     pending_samples: int = 0  # steps in flight that will sample a token for this request

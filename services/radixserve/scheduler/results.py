@@ -72,8 +72,10 @@ def read_result(
         if reason is not None:
             finished.append((req, reason))
         event = TokenEvent(req.rid, [tok], lp, reason, n_in, n_out, req.cached_tokens)
-        if top_logprobs is not None and top_logprobs[i] is not None:
-            event.top_logprobs = [top_logprobs[i]]
+        if top_logprobs is not None:
+            top = top_logprobs[i]
+            if top is not None:
+                event.top_logprobs = [top]
         events.append(event)
     decision.produced = len(events)
     return decision

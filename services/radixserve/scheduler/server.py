@@ -39,6 +39,7 @@ class SchedulerServicer(EngineProfileRPCs, scheduler_pb2_grpc.SchedulerServiceSe
     async def _require_loop(self, context: grpc.aio.ServicerContext) -> EngineLoop:
         if self.loop is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "scheduler is waiting for its worker")
+        assert self.loop is not None  # NOTE: context.abort raises
         return self.loop
 
     async def Connect(
@@ -108,6 +109,7 @@ class SchedulerServicer(EngineProfileRPCs, scheduler_pb2_grpc.SchedulerServiceSe
         info = (await self._require_loop(context)).info
         if info is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "scheduler is waiting for its worker")
+        assert info is not None  # NOTE: context.abort raises
         return scheduler_pb2.GetEngineInfoResponse(info=pbconv.model_info_to_pb(info))
 
     async def FlushCache(

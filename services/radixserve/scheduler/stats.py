@@ -42,7 +42,11 @@ class SchedulerStats:
     waiting: list[Request]
     running: dict[str, Request]
     new_token_ratio: float
-    num_inflight: int
+
+    if TYPE_CHECKING:  # the Scheduler's read-only property
+
+        @property
+        def num_inflight(self) -> int: ...
 
     def __init__(self) -> None:
         self.num_retractions = 0

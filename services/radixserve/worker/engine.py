@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from typing import TYPE_CHECKING, Protocol, cast
 
 import torch
 
@@ -16,6 +17,7 @@ from radixserve.common.model_source import resolve_model
 from radixserve.common.types import (
     ForwardMode,
     ModelInfo,
+    ReqInput,
     StepInput,
     StepOutput,
     TopLogprobs,
@@ -43,6 +45,18 @@ from radixserve.worker.sampling import Sampler
 logger = logging.getLogger(__name__)
 
 __all__ = ["ModelRunner", "RunnerConfig"]
+
+if TYPE_CHECKING:
+
+    class _Started(Protocol):
+        """A :class:`ReqPlan` once ``step()`` started its row: ``state`` is set (typing only)."""
+
+        req: ReqInput
+        state: RowState
+        start: int
+
+        @property
+        def end(self) -> int: ...
 
 
 class ModelRunner:
@@ -134,10 +148,13 @@ class ModelRunner:
             if self.constraints.active and p.req.token_ids is not None:
                 self.constraints.extend(p.req.row, p.start, p.req.prefix_ids, p.req.token_ids)
             p.state.seq_len = p.end
+        # NOTE: every plan's row is started now; what follows reads their states.
+        started = cast("list[_Started]", plans)
         if self.rows.num_adjusted:
-            self._record_inputs(plans)
+            self._record_inputs(started)
         ctx = build_tensors(plans, batch.mode, self.kv_pool, self.req_to_token, self.attn_backend)
         if self._graph_step(batch, plans):
+            assert self.graphs is not None  # NOTE: _graph_step checked it
             logits = self.graphs.run(ctx)
         else:
             self.attn_backend.prepare(ctx)
@@ -145,7 +162,7 @@ class ModelRunner:
         if self.tp.rank:  # TP follower: rank 0 samples
             out = StepOutput(step_id=0, token_ids=[-1] * len(plans))
         else:
-            out = self._sample(plans, logits)
+            out = self._sample(started, logits)
         self.release(batch.release_rows)
         out.step_id = batch.step_id
         out.forward_seconds = time.perf_counter() - start
@@ -172,7 +189,7 @@ class ModelRunner:
             and all(p.req.sample for p in plans)
         )
 
-    def _record_inputs(self, plans: list[ReqPlan]) -> None:
+    def _record_inputs(self, plans: list[_Started]) -> None:
         """Adds the step's new prompt (or re-prefilled output) ids to the rows' penalty stats."""
         slots: list[int] = []
         ids: list[int] = []
@@ -189,7 +206,7 @@ class ModelRunner:
             is_output += [0 < st.prompt_len <= first + j for j in range(len(row_ids))]
         self.penalties.record(slots, ids, is_output)
 
-    def _sample(self, plans: list[ReqPlan], logits: torch.Tensor) -> StepOutput:
+    def _sample(self, plans: list[_Started], logits: torch.Tensor) -> StepOutput:
         sampled = [p for p in plans if p.req.sample]
         out = StepOutput(step_id=0, token_ids=[-1] * len(plans))
         if not sampled:
@@ -211,14 +228,16 @@ class ModelRunner:
         if self.rows.num_adjusted:
             penalized = [j for j, s in enumerate(states) if s.bank_slot is not None]
         if penalized:
-            self.penalties.record_sampled([states[j].bank_slot for j in penalized], ids[penalized])
+            # NOTE: penalized holds only rows with a bank slot.
+            slots = cast("list[int]", [states[j].bank_slot for j in penalized])
+            self.penalties.record_sampled(slots, ids[penalized])
         ids_list = ids.tolist()
         if self.constraints.active:  # the matchers follow their rows (on the mask thread)
             self.constraints.advance([p.req.row for p in sampled], ids_list)
         self._scatter(plans, out, ids_list, lps.tolist() if lps is not None else None, top)
         return out
 
-    def _adjust(self, raw: torch.Tensor, sampled: list[ReqPlan]) -> torch.Tensor:
+    def _adjust(self, raw: torch.Tensor, sampled: list[_Started]) -> torch.Tensor:
         """``raw`` with penalties and min_new_tokens applied (a copy), or ``raw`` itself."""
         pen = [(j, p.state) for j, p in enumerate(sampled) if p.state.bank_slot is not None]
         short = [
@@ -233,7 +252,7 @@ class ModelRunner:
             self.penalties.apply(
                 work,
                 [j for j, _ in pen],
-                [s.bank_slot for _, s in pen],
+                cast("list[int]", [s.bank_slot for _, s in pen]),  # NOTE: pen has bank slots
                 [s.sampling for _, s in pen],
             )
         if short:
@@ -247,7 +266,7 @@ class ModelRunner:
 
     @staticmethod
     def _scatter(
-        plans: list[ReqPlan],
+        plans: list[_Started],
         out: StepOutput,
         ids: list[int],
         lps: list[float] | None,
@@ -268,8 +287,10 @@ class ModelRunner:
             if not p.state.prompt_len:  # not told: the prompt ends where sampling starts
                 p.state.prompt_len = p.end
             if lps is not None and p.state.sampling.logprobs:
+                assert out.logprobs is not None  # NOTE: set above when lps is
                 out.logprobs[i] = lps[j]
             if top is not None:
+                assert out.top_logprobs is not None  # NOTE: set above when top is
                 out.top_logprobs[i] = top[j]
             j += 1
 

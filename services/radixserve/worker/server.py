@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import grpc
 
@@ -15,6 +16,7 @@ from radixserve.common import pbconv
 from radixserve.common.aio import wait_while
 from radixserve.common.metrics import serve_metrics
 from radixserve.common.server import ServiceServer
+from radixserve.common.types import ModelInfo, StepInput, StepOutput
 from radixserve.v1 import worker_pb2, worker_pb2_grpc
 from radixserve.worker.config import WorkerConfig
 from radixserve.worker.metrics import WorkerMetrics
@@ -26,11 +28,23 @@ logger = logging.getLogger(__name__)
 SERVICE = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
 
 
+class StepRunner(Protocol):
+    """What the servicer uses of its runner: a ModelRunner, or rank 0's LeaderRunner under TP
+    (the metrics and the profiler read more of it, untyped)."""
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    def reset(self) -> None: ...
+
+    def step(self, batch: StepInput) -> StepOutput: ...
+
+
 class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
     """Serves one ModelRunner. The runner is set once the model has loaded."""
 
     def __init__(self, metrics: WorkerMetrics, step_thread: bool = False) -> None:
-        self.runner = None
+        self.runner: StepRunner | None = None
         self.step_thread = step_thread
         self.metrics = metrics
         # NOTE: one thread: steps must run in order and never concurrently on the model.
@@ -39,7 +53,7 @@ class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
         self.draining = False  # SIGTERM: open streams are served, new ones refused
         self.open_streams = 0
 
-    def attach(self, runner: object) -> None:
+    def attach(self, runner: StepRunner) -> None:
         self.runner = runner
         self.metrics.attach(runner)
 
@@ -48,6 +62,7 @@ class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
     ) -> worker_pb2.GetWorkerInfoResponse:
         if self.runner is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "model is still loading")
+        assert self.runner is not None  # NOTE: context.abort raises
         return worker_pb2.GetWorkerInfoResponse(info=pbconv.model_info_to_pb(self.runner.info))
 
     async def Forward(
@@ -71,7 +86,8 @@ class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
         self,
         request_iterator: AsyncIterator[worker_pb2.ForwardRequest],
         context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[worker_pb2.ForwardResponse]:
+    ) -> AsyncGenerator[worker_pb2.ForwardResponse, None]:
+        assert self.runner is not None  # NOTE: Forward refuses streams until the model loaded
         loop = asyncio.get_running_loop()
         # NOTE: a new stream is a new scheduler session: rows of an older one are forgotten, and
         # the older stream (if still open) stops at its next message.
@@ -104,7 +120,7 @@ class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
         logger.info("forward stream closed", extra={"kv": {"peer": context.peer()}})
 
 
-def build_runner(cfg: WorkerConfig) -> object:
+def build_runner(cfg: WorkerConfig) -> StepRunner:
     """Loads the model (slow; shows progress). torch is imported only here."""
     from radixserve.worker.engine import ModelRunner
 
@@ -143,7 +159,9 @@ class RunningWorker:
         await self.server.stop(grace)
 
 
-async def start_worker(cfg: WorkerConfig, runner: object | None = None) -> RunningWorker:
+async def start_worker(
+    cfg: WorkerConfig, runner: StepRunner | None = None
+) -> RunningWorker | TPHandle:
     """Opens the port (liveness), loads the model unless given one, then turns readiness on.
 
     Under tensor parallelism (``--tp``, or a group from the environment) this host's other ranks
@@ -153,7 +171,7 @@ async def start_worker(cfg: WorkerConfig, runner: object | None = None) -> Runni
     if runner is None and wants_tp(cfg):
         tp = TPLaunch(cfg, cfg.runner)
         if not tp.serves:
-            return await tp.run_follower_host()  # type: ignore[return-value]
+            return await tp.run_follower_host()
     metrics = WorkerMetrics()
     if tp is not None:
         metrics.r.register(tp.ranks_collector())  # every rank of this host, by tp_rank
@@ -163,16 +181,18 @@ async def start_worker(cfg: WorkerConfig, runner: object | None = None) -> Runni
     await server.start(lambda s: worker_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, s))
     if runner is None:
         start = time.perf_counter()
-        build = build_runner if tp is None else lambda _cfg: tp.build_leader()
+        build: Callable[[WorkerConfig], StepRunner] = (
+            build_runner if tp is None else lambda _cfg: tp.build_leader()
+        )
         runner = await asyncio.to_thread(build, cfg)
         metrics.load_seconds.set(time.perf_counter() - start)
-    handle = RunningWorker(server, servicer, cfg.drain_seconds)
+    handle: RunningWorker | TPHandle = RunningWorker(server, servicer, cfg.drain_seconds)
     if tp is not None:
         tp.workers.on_failure.append(_not_ready_on_failure(server))
-        handle = TPHandle(handle, tp)  # type: ignore[assignment]
+        handle = TPHandle(handle, tp)
     servicer.attach(runner)
     await server.set_ready(True)
-    info = runner.info  # type: ignore[attr-defined]
+    info = runner.info
     logger.info(
         "worker ready",
         extra={"kv": {"model": info.model_name, "slots": info.num_slots, "device": info.device}},
@@ -180,7 +200,7 @@ async def start_worker(cfg: WorkerConfig, runner: object | None = None) -> Runni
     return handle
 
 
-def _not_ready_on_failure(server: ServiceServer):  # noqa: ANN202
+def _not_ready_on_failure(server: ServiceServer) -> Callable[[str], None]:
     """A failed TP group: readiness NOT_SERVING at once (called from any thread)."""
     loop = asyncio.get_running_loop()
 
