@@ -18,8 +18,8 @@ CONFIGS: dict[str, type] = {
     "radixserve.scheduler": SchedulerConfig,
     "radixserve.worker": WorkerConfig,
 }
-# Variables read outside the config dataclasses (services/radixserve/common/logs.py, server.py, metrics.py,
-# and the worker's elementwise-ops switch in services/radixserve/worker/layers/ops.py).
+# Variables read outside the config dataclasses (services/radixserve/common/logs.py, server.py,
+# metrics.py, and the worker's elementwise-ops switch in services/radixserve/worker/layers/ops.py).
 COMMON_ENV = {
     "RADIXSERVE_LOG_LEVEL",
     "RADIXSERVE_LOG_FORMAT",

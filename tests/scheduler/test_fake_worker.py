@@ -1,5 +1,6 @@
-"""The fake worker is as strict as the real one (services/radixserve/worker/batch.py), no stricter: a
-request's first step (sampling set) starts its row over, so a row can be reused unreleased."""
+"""The fake worker is as strict as the real one (services/radixserve/worker/batch.py), no
+stricter: a request's first step (sampling set) starts its row over, so a row can be reused
+unreleased."""
 
 from __future__ import annotations
 
