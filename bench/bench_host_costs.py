@@ -21,16 +21,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "services"), str(ROOT / "kernels")]  # the source roots
 
 from radixserve.common import pbconv  # noqa: E402
+from radixserve.common.outputs import Outputs  # noqa: E402
+from radixserve.common.outputs import RequestOutput as TokenEvent  # noqa: E402
 from radixserve.common.types import ForwardMode, ReqInput, StepInput  # noqa: E402
 from radixserve.common.vocab.char_vocab import CharTokenizer  # noqa: E402
-from radixserve.scheduler.engine_io import Outputs  # noqa: E402
-from radixserve.scheduler.request import TokenEvent  # noqa: E402
-from radixserve.scheduler.server import _event_output, outputs_to_pb  # noqa: E402
-from radixserve.tokenizer.clients import _output_from_pb, outputs_from_pb  # noqa: E402
+from radixserve.common.wire.scheduler import output_from_pb as _output_from_pb  # noqa: E402
+from radixserve.common.wire.scheduler import output_to_pb as _event_output  # noqa: E402
+from radixserve.common.wire.scheduler import outputs_from_pb, outputs_to_pb  # noqa: E402
 from radixserve.tokenizer.detokenizer import IncrementalDetokenizer  # noqa: E402
-from radixserve.tokenizer.http_api import _event  # noqa: E402
 from radixserve.tokenizer.manager import Chunk  # noqa: E402
-from radixserve.tokenizer.openai_protocol import Format  # noqa: E402
+from radixserve.tokenizer.openai.render import Format  # noqa: E402
+from radixserve.tokenizer.openai.sse import event as _event  # noqa: E402
 from radixserve.tokenizer.server import _response  # noqa: E402
 from radixserve.v1 import scheduler_pb2  # noqa: E402
 

@@ -13,12 +13,20 @@ device; fp16/bf16/fp32 data, int32/int64 indices):
     rope_inv_freq(rotary_dim, base, rope_scaling=None) -> [rotary_dim / 2] float64
     silu_and_mul(x, out=None) -> out                                    # [T, 2I] -> [T, I]
     store_kv(k_buffer, v_buffer, slots, k, v) -> None                   # pool[slots] = k, v
-    build_kv_indices(req_to_token, req_rows, seq_lens, kv_indptr=None, kv_indices=None)
-        -> (kv_indptr [B+1] int32, kv_indices int32)
+    build_kv_indices(req_to_token, req_rows, seq_lens, kv_indptr=None, kv_indices=None,
+                     window=None) -> (kv_indptr [B+1] int32, kv_indices int32)
+        # window W > 0: each request's last min(L_b, W) slots only (sliding-window decode)
+    build_kv_indptr(seq_lens, window=None) -> [0, cumsum(min(seq_lens, W))] int32, no host sync
     decode_attention(q, k_buffer, v_buffer, kv_indptr, kv_indices, sm_scale, logit_cap=0.0,
                      num_kv_splits=None, out=None) -> out [B, Hq, D]
     extend_attention(q, k, v, o, k_buffer, v_buffer, qo_indptr, kv_indptr, kv_indices, sm_scale,
-                     custom_mask=None, mask_indptr=None, logit_cap=0.0, max_extend_len=None) -> o
+                     custom_mask=None, mask_indptr=None, logit_cap=0.0, max_extend_len=None,
+                     config=None, sliding_window=0) -> o
+
+Sliding window W (Mistral, Gemma 2/3, Qwen2 sliding layers), as transformers' masking_utils: the
+query at position p sees keys k with p - W < k <= p. Decode gets it from windowed kv indices
+(build_kv_indices(..., window=W)), extend from sliding_window=W. logit_cap is Gemma 2's
+soft-capping, cap * tanh(sm_scale * q.k / cap); head_dim may be any size up to 256.
 
 For CUDA-graph capture, pass every size argument that would otherwise need a host sync:
 `kv_indices` to build_kv_indices, `num_kv_splits` to decode_attention (the default depends only
@@ -30,7 +38,7 @@ from __future__ import annotations
 from radixserve_kernels.decode_attention import decode_attention, decode_attention_ref
 from radixserve_kernels.extend_attention import extend_attention, extend_attention_ref
 from radixserve_kernels.fused_add_rms_norm import fused_add_rms_norm, fused_add_rms_norm_ref
-from radixserve_kernels.kv_indices import build_kv_indices, build_kv_indices_ref
+from radixserve_kernels.kv_indices import build_kv_indices, build_kv_indices_ref, build_kv_indptr
 from radixserve_kernels.rms_norm import rms_norm, rms_norm_ref
 from radixserve_kernels.rotary_embedding import (
     build_cos_sin_cache,
@@ -45,6 +53,7 @@ __all__ = [
     "build_cos_sin_cache",
     "build_kv_indices",
     "build_kv_indices_ref",
+    "build_kv_indptr",
     "decode_attention",
     "decode_attention_ref",
     "extend_attention",

@@ -13,9 +13,10 @@ from fastapi.testclient import TestClient
 from radixserve.common.types import ModelInfo
 from radixserve.common.vocab.byte_level import ByteTokenizer
 from radixserve.tokenizer.frontend import Frontend
-from radixserve.tokenizer.http_api import create_app, start_http
 from radixserve.tokenizer.manager import Chunk
 from radixserve.tokenizer.metrics import TokenizerMetrics
+from radixserve.tokenizer.openai.http_server import start_http
+from radixserve.tokenizer.openai.routes import create_app
 from radixserve.tokenizer.prompts import GenerateInput, PromptBuilder
 
 

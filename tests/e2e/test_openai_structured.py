@@ -354,8 +354,8 @@ def test_grpc_sdk_structured_output(stack: Stack) -> None:
 def test_api_key_and_cors(stack: Stack) -> None:
     from fastapi.testclient import TestClient
 
-    from radixserve.tokenizer.http_api import create_app
     from radixserve.tokenizer.metrics import TokenizerMetrics
+    from radixserve.tokenizer.openai.routes import create_app
 
     frontend = stack.handles[-1].frontend
     app = create_app(frontend, TokenizerMetrics(), api_key="s3cret", allowed_origins="http://a.b")

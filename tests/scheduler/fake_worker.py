@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from collections import deque
 
+from radixserve.common.outputs import RequestOutput
 from radixserve.common.types import ForwardMode, ModelInfo, StepInput, StepOutput
-from radixserve.scheduler.request import TokenEvent
 from radixserve.scheduler.scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
@@ -103,10 +103,10 @@ class FakeWorker:
 
 def drive(
     sched: Scheduler, worker: FakeWorker, overlap: bool = True, max_steps: int = 100_000
-) -> list[TokenEvent]:
+) -> list[RequestOutput]:
     """Run until idle; with ``overlap`` step N+1 is built before result N is applied."""
     pending: deque[StepOutput] = deque()
-    events: list[TokenEvent] = []
+    events: list[RequestOutput] = []
     for _ in range(max_steps):
         if not sched.has_work:
             return events

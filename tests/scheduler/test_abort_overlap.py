@@ -5,7 +5,7 @@ from collections import deque
 
 import pytest
 
-from radixserve.scheduler.request import FinishKind
+from radixserve.common.outputs import FinishKind
 from radixserve.scheduler.scheduler import Scheduler, SchedulerCoreConfig
 from tests.scheduler.conftest import assert_no_leak, make_info, make_req
 from tests.scheduler.fake_worker import FakeWorker, drive, reference

@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import pytest
 
+from radixserve.common.outputs import FinishKind
 from radixserve.scheduler.core_config import SchedulerCoreConfig
 from radixserve.scheduler.engine_io import LoopConfig
 from radixserve.scheduler.engine_loop import EngineLoop
 from radixserve.scheduler.metrics import SchedulerMetrics
-from radixserve.scheduler.request import FinishKind
 from radixserve.scheduler.scheduler import Scheduler
 from tests.scheduler.conftest import make_info, make_req
 from tests.scheduler.fake_stream import FakeLink

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from radixserve.common.outputs import FinishKind
 from radixserve.common.types import ForwardMode
 from radixserve.scheduler.policy import make_schedule_policy
-from radixserve.scheduler.request import FinishKind
 from radixserve.scheduler.scheduler import Scheduler, SchedulerCoreConfig
 from tests.scheduler.conftest import assert_no_leak, make_info, make_req
 from tests.scheduler.fake_worker import FakeWorker, drive, reference

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from radixserve.common.outputs import FinishKind
 from radixserve.common.types import SamplingParams, StepOutput
-from radixserve.scheduler.request import FinishKind, Request
+from radixserve.scheduler.request import Request
 
 
 def _run(sched, req: Request, tokens: list[int]) -> list[int]:

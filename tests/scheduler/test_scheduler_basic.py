@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from radixserve.common.outputs import FinishKind
 from radixserve.common.types import Constraint, ForwardMode, SamplingParams, StepOutput
-from radixserve.scheduler.request import FinishKind, Request
+from radixserve.scheduler.request import Request
 from radixserve.scheduler.scheduler import Scheduler, SchedulerCoreConfig
 from tests.scheduler.conftest import assert_no_leak, make_info, make_req
 from tests.scheduler.fake_worker import FakeWorker, drive, reference

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from radixserve.scheduler.request import FinishKind
+from radixserve.common.outputs import FinishKind
 from radixserve.scheduler.scheduler import Scheduler, SchedulerCoreConfig
 from tests.scheduler.conftest import assert_no_leak, make_info, make_req
 from tests.scheduler.fake_worker import FakeWorker, drive, reference

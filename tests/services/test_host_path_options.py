@@ -9,7 +9,7 @@ import pytest
 
 from radixserve.common.server import loop_factory
 from radixserve.tokenizer.config import TokenizerConfig
-from radixserve.tokenizer.http_api import http_protocol
+from radixserve.tokenizer.openai.http_server import http_protocol
 
 HAVE_HTTPTOOLS = importlib.util.find_spec("httptools") is not None
 HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None

@@ -8,9 +8,10 @@ import pytest
 
 from radixserve.common.errors import InvalidArgument
 from radixserve.common.model_source import resolve_model
+from radixserve.common.outputs import FinishReason, RequestOutput
 from radixserve.common.types import ModelInfo, SamplingParams
 from radixserve.common.vocab.loading import load_tokenizer
-from radixserve.tokenizer.manager import RequestManager, SchedOutput
+from radixserve.tokenizer.manager import RequestManager
 from radixserve.tokenizer.prompts import PromptBuilder
 
 INFO = ModelInfo("m", vocab_size=49152, max_context_len=64, num_slots=100, max_rows=4)
@@ -75,7 +76,7 @@ def test_stop_string_across_tokens_is_trimmed_and_aborts_upstream(tokenizer, bui
     req = builder.build(
         tokenizer.encode("Hi"), SamplingParams(max_new_tokens=40), stop=["THE END"], rid="r1"
     )
-    steps = [[SchedOutput("r1", [t], completion_tokens=i + 1)] for i, t in enumerate(ids)]
+    steps = [[RequestOutput("r1", [t], completion_tokens=i + 1)] for i, t in enumerate(ids)]
     chunks = run_with_outputs(manager, req, steps)
     text = "".join(c.text for c in chunks)
     assert text == "Paris is lovely. "
@@ -88,8 +89,8 @@ def test_slow_reader_gets_coalesced_chunks(tokenizer, builder):
     ids = tokenizer.encode("one two three four five six", add_special_tokens=False)
     manager = RequestManager(tokenizer, FakeUpstream())
     req = builder.build([1, 2, 3], SamplingParams(max_new_tokens=len(ids)), rid="r2")
-    steps = [[SchedOutput("r2", [t])] for t in ids]
-    steps[-1][0].finish_reason = "length"
+    steps = [[RequestOutput("r2", [t])] for t in ids]
+    steps[-1][0].finish_reason = FinishReason.length()
     chunks = run_with_outputs(manager, req, steps, read_every_step=False)
     assert len(chunks) == 1  # everything arrived before the reader looked
     assert chunks[0].text == "one two three four five six"
@@ -158,7 +159,7 @@ def test_stop_strings_wait_for_min_tokens(tokenizer, builder):
     manager = RequestManager(tokenizer, up)
     sp = SamplingParams(max_new_tokens=40, min_new_tokens=4)
     req = builder.build(tokenizer.encode("Hi"), sp, stop=["Yes"], rid="m1")
-    steps = [[SchedOutput("m1", [t], completion_tokens=i + 1)] for i, t in enumerate(ids)]
+    steps = [[RequestOutput("m1", [t], completion_tokens=i + 1)] for i, t in enumerate(ids)]
     text = "".join(c.text for c in run_with_outputs(manager, req, steps))
     first_four = tokenizer.decode(ids[:4])
     assert text.startswith(first_four) and text.count("Yes") >= 2  # matched only after 4 tokens

@@ -141,7 +141,7 @@ class FakeManager:
 
 
 def test_a_broken_link_fails_only_its_own_requests():
-    from radixserve.tokenizer.manager import SchedOutput
+    from radixserve.common.outputs import FinishReason, RequestOutput
     from radixserve.tokenizer.pool import _LinkSink
 
     pool = _pool_with_fake_links()
@@ -151,12 +151,13 @@ def test_a_broken_link_fails_only_its_own_requests():
     p_link = pool.owner["p"]
     _LinkSink(pool, 1 - p_link, manager).fail_all("scheduler unavailable")  # type: ignore[arg-type]
     assert manager.failed == ["q"] and list(pool.owner) == ["p"]
-    _LinkSink(pool, p_link, manager).on_outputs([SchedOutput("p", [1], finish_reason="length")])
+    done = RequestOutput("p", [1], finish_reason=FinishReason.length())
+    _LinkSink(pool, p_link, manager).on_outputs([done])
     assert manager.outputs == ["p"] and pool.owner == {} and pool.router.in_flight == [0, 0]
 
 
 def test_a_drain_refusal_sends_the_request_to_the_other_engine():
-    from radixserve.tokenizer.manager import SchedOutput
+    from radixserve.common.outputs import FinishReason, RequestOutput
     from radixserve.tokenizer.pool import _LinkSink
 
     pool = _pool_with_fake_links()
@@ -164,8 +165,8 @@ def test_a_drain_refusal_sends_the_request_to_the_other_engine():
     pool.add([_req("r", LONG_A)])
     a = pool.owner["r"]
 
-    def refusal() -> SchedOutput:
-        return SchedOutput("r", [], finish_reason="error", error="draining", retry_elsewhere=True)
+    def refusal() -> RequestOutput:
+        return RequestOutput("r", [], finish_reason=FinishReason.error("draining", True))
 
     _LinkSink(pool, a, manager).on_outputs([refusal()])  # type: ignore[arg-type]
     assert manager.outputs == [] and pool.rerouted == 1
@@ -179,7 +180,7 @@ def test_a_drain_refusal_sends_the_request_to_the_other_engine():
 
 
 def test_news_of_a_request_ends_its_chance_to_be_re_routed():
-    from radixserve.tokenizer.manager import SchedOutput
+    from radixserve.common.outputs import FinishReason, RequestOutput
     from radixserve.tokenizer.pool import _LinkSink
 
     pool = _pool_with_fake_links()
@@ -187,8 +188,8 @@ def test_news_of_a_request_ends_its_chance_to_be_re_routed():
     pool.add([_req("s", LONG_A)])
     a = pool.owner["s"]
     sink = _LinkSink(pool, a, manager)
-    sink.on_outputs([SchedOutput("s", [5])])  # type: ignore[arg-type]
+    sink.on_outputs([RequestOutput("s", [5])])  # type: ignore[arg-type]
     assert pool.unstarted == {}
-    late = SchedOutput("s", [], finish_reason="error", error="x", retry_elsewhere=True)
+    late = RequestOutput("s", [], finish_reason=FinishReason.error("x", retry_elsewhere=True))
     sink.on_outputs([late])  # type: ignore[arg-type]
     assert manager.outputs == ["s", "s"] and pool.rerouted == 0 and pool.owner == {}

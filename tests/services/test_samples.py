@@ -8,9 +8,10 @@ import pytest
 
 from radixserve.common.errors import InvalidArgument
 from radixserve.common.model_source import resolve_model
+from radixserve.common.outputs import FinishKind, FinishReason, RequestOutput
 from radixserve.common.types import SamplingParams
 from radixserve.common.vocab.loading import load_tokenizer
-from radixserve.tokenizer.manager import RequestManager, SchedOutput
+from radixserve.tokenizer.manager import RequestManager
 from radixserve.tokenizer.prompts import GenerateInput
 from radixserve.tokenizer.samples import MAX_N, check_n, expand, interleave
 
@@ -52,10 +53,10 @@ def test_check_n_names_the_field(n):
         check_n(n)
 
 
-def _outputs(tokenizer, rid: str, text: str, finish: str = "length") -> list[list[SchedOutput]]:
+def _outputs(tokenizer, rid: str, text: str, finish: str = "length") -> list[list[RequestOutput]]:
     ids = tokenizer.encode(text, add_special_tokens=False)
-    steps = [[SchedOutput(rid, [t], completion_tokens=i + 1)] for i, t in enumerate(ids)]
-    steps[-1][0].finish_reason = finish
+    steps = [[RequestOutput(rid, [t], completion_tokens=i + 1)] for i, t in enumerate(ids)]
+    steps[-1][0].finish_reason = FinishReason(FinishKind(finish))
     return steps
 
 
@@ -87,7 +88,7 @@ def test_closing_an_interleaved_stream_aborts_every_sample_and_abort_by_client_r
 
     async def go():
         merged = interleave(manager.generate_many(expand(_req("x"), 3)))
-        manager.on_outputs([SchedOutput("x#1", [42])])
+        manager.on_outputs([RequestOutput("x#1", [42])])
         first = await merged.__anext__()
         await merged.aclose()
         other = manager.generate_many(expand(_req("y"), 2))

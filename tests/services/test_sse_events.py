@@ -9,8 +9,8 @@ import pytest
 
 from radixserve.common.types import TopLogprobs
 from radixserve.common.vocab.char_vocab import CharTokenizer
-from radixserve.tokenizer import openai_protocol as oai
 from radixserve.tokenizer.manager import Chunk
+from radixserve.tokenizer.openai import render as oai
 
 TEXTS = ["a", 'say "hi"\\', "line\nbreak\ttab", "héllo 日本 🤗", "\x00\x1f\u2028\u2029", "</s>"]
 

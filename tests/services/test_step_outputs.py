@@ -3,18 +3,15 @@ RequestOutput each; through the wire format the tokenizer reads back the same ne
 
 from __future__ import annotations
 
+from radixserve.common.outputs import FinishReason, Outputs, RequestOutput
 from radixserve.common.types import TopLogprobs
-from radixserve.scheduler.engine_io import Outputs
-from radixserve.scheduler.request import FinishReason, TokenEvent
-from radixserve.scheduler.server import outputs_to_pb
-from radixserve.tokenizer.clients import outputs_from_pb
-from radixserve.tokenizer.manager import SchedOutput
+from radixserve.common.wire.scheduler import outputs_from_pb, outputs_to_pb
 from radixserve.v1 import scheduler_pb2
 
 
-def _event(rid: str, ids: list[int], done: int, **kw) -> TokenEvent:
+def _event(rid: str, ids: list[int], done: int, **kw) -> RequestOutput:
     fields = {"logprobs": None, "finish_reason": None, "cached_tokens": 2, **kw}
-    return TokenEvent(rid, ids, prompt_tokens=7, completion_tokens=done, **fields)
+    return RequestOutput(rid, ids, prompt_tokens=7, completion_tokens=done, **fields)
 
 
 def test_token_only_news_is_packed_and_reads_back_the_same() -> None:
@@ -38,10 +35,10 @@ def test_token_only_news_is_packed_and_reads_back_the_same() -> None:
 
     got = {o.rid: o for o in outputs_from_pb(resp)}
     assert got.keys() == {ev.rid for ev in events}
-    assert got["b"] == SchedOutput(
+    assert got["b"] == RequestOutput(
         "b", [12, 13, 14], prompt_tokens=7, completion_tokens=3, cached_tokens=2
     )
-    assert got["e"] == SchedOutput("e", [], prompt_tokens=7, completion_tokens=0, cached_tokens=2)
+    assert got["e"] == RequestOutput("e", [], prompt_tokens=7, completion_tokens=0, cached_tokens=2)
     assert got["h"].token_ids == [18] and got["h"].completion_tokens == 9
     assert got["c"].logprobs == [-0.25] and got["c"].finish_reason is None
     assert got["d"].finish_reason == "stop" and got["d"].matched_stop_token == 16

@@ -111,11 +111,8 @@ def test_decode_steps_on_live_rows_name_their_problem(tiny_runner):
 
 
 def test_decode_index_arrays_equal_the_general_ones(tiny_runner):
-    from radixserve.worker.batch import (
-        _decode_arrays,
-        _general_arrays,
-        plan_step,
-    )
+    from radixserve.worker.batch import _decode_arrays, _general_arrays
+    from radixserve.worker.plan import plan_step
 
     drv = Driver(tiny_runner, first_slot=1200)
     drv.step(E, [ReqInput(r, drv.slots(n), [5] * n, None, GREEDY) for r, n in ((2, 3), (9, 5))])

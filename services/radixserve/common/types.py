@@ -1,7 +1,9 @@
 """Domain types shared by the services (no grpc, no torch).
 
 The protobuf messages in ``protos/radixserve/v1`` are the wire contract; these dataclasses are what
-the cores of the services work with. Each ``server.py`` converts between the two.
+the cores of the services work with. ``common/wire/`` converts between the two, one module per
+proto file, both directions; enums take their numbers from the generated stubs (which hold no
+grpc). The defaults of a request's sampling parameters are defined here only.
 
 Scheduler -> worker step semantics (one :class:`StepInput` per step):
 
@@ -23,7 +25,8 @@ Scheduler -> worker step semantics (one :class:`StepInput` per step):
   the token ids at the ``prefix_slots`` positions, which the worker cannot know otherwise (also
   sent for a grammar-constrained request, whose matcher replays output re-prefilled after a
   retraction: see ``SamplingParams.needs_history``);
-* ``sample`` is False for a prefill chunk that is not the last one (nothing is sampled);
+* ``sample`` is False for a prefill chunk that is not the last one (nothing is sampled); the wire
+  says it the other way round (``ForwardReq.skip_sample``: see common/wire/worker.py);
 * ``release_rows`` are rows the worker forgets after this step (finished or aborted requests).
   Slots are owned by the scheduler: releasing a row frees no slot on the worker.
 """
@@ -36,11 +39,15 @@ import struct
 from dataclasses import dataclass, field
 
 from radixserve.common.errors import InvalidArgument
+from radixserve.v1 import worker_pb2
 
 MAX_TOP_LOGPROBS = 20
 INT32_MAX = 2**31 - 1
 GREEDY_BELOW = 1e-5  # temperatures below this sample greedily (dividing by them overflows)
 CONSTRAINT_KINDS = ("json_schema", "regex", "ebnf", "choice")
+# The one default for a request's output length (OpenAI max_tokens, the wire's unset field, the
+# CLI): every front door and the wire conversion read it from here.
+DEFAULT_MAX_NEW_TOKENS = 128
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,7 @@ class SamplingParams:
     top_p: float = 1.0
     top_k: int = -1  # -1 or 0: no top-k
     seed: int | None = None
-    max_new_tokens: int = 128
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     stop_token_ids: tuple[int, ...] = ()
     ignore_eos: bool = False
     logprobs: bool = False
@@ -104,9 +111,13 @@ class TopLogprobs:
 
 
 class ForwardMode(enum.IntEnum):
-    EXTEND = 1  # every request brings new token ids (prefill / prefill chunk)
-    DECODE = 2  # every request appends its last sampled token
-    MIXED = 3  # a prefill chunk plus decodes
+    """What a step does: worker.proto's ``ForwardMode``, whose numbers these are (UNSPECIFIED is
+    never sent). Listed for the type checker; tests/services/test_wire_enums.py checks that none
+    of the generated enum's values is missing."""
+
+    EXTEND = worker_pb2.FORWARD_MODE_EXTEND  # every request brings new token ids (prefill)
+    DECODE = worker_pb2.FORWARD_MODE_DECODE  # every request appends its last sampled token
+    MIXED = worker_pb2.FORWARD_MODE_MIXED  # a prefill chunk plus decodes
 
 
 @dataclass

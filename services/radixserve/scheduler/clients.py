@@ -1,4 +1,4 @@
-"""Calls from the scheduler to its worker; protobuf <-> domain for the step stream."""
+"""Calls from the scheduler to its worker (the conversions are common/wire/worker.py's)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import logging
 
 import grpc
 
-from radixserve.common import pbconv
 from radixserve.common.grpc_util import require_address, wait_until_ready
 from radixserve.common.security import make_channel
 from radixserve.common.types import ModelInfo, StepInput, StepOutput
+from radixserve.common.wire import worker as wire
+from radixserve.common.wire.common import model_info_from_pb
 from radixserve.scheduler.engine_io import StepFailed, WorkerGone
 from radixserve.v1 import worker_pb2, worker_pb2_grpc
 
@@ -38,7 +39,7 @@ class WorkerClient:
 
     async def get_info(self, timeout: float = 10.0) -> ModelInfo:
         resp = await self.stub.GetWorkerInfo(worker_pb2.GetWorkerInfoRequest(), timeout=timeout)
-        return pbconv.model_info_from_pb(resp.info)
+        return model_info_from_pb(resp.info)
 
     def open_stream(self) -> ForwardStream:
         """The step stream; it lives as long as the worker session, so it has no deadline."""
@@ -67,7 +68,7 @@ class ForwardStream:
                 if resp.error:
                     self._results.put_nowait(StepFailed(resp.step_id, resp.error))
                 else:
-                    self._results.put_nowait(pbconv.output_from_pb(resp))
+                    self._results.put_nowait(wire.output_from_pb(resp))
         except WorkerGone as exc:
             self._results.put_nowait(exc)
         except grpc.aio.AioRpcError as exc:
@@ -79,7 +80,7 @@ class ForwardStream:
 
     async def send(self, step: StepInput) -> None:
         try:
-            await self._call.write(pbconv.step_to_pb(step))
+            await self._call.write(wire.step_to_pb(step))
         except grpc.aio.AioRpcError as exc:
             raise WorkerGone(f"{exc.code().name}: {exc.details()}") from exc
         except asyncio.InvalidStateError as exc:  # a write on a call that already ended

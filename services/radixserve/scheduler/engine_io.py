@@ -1,6 +1,6 @@
 """What the engine loop exchanges with its two sides, as domain types: the worker's step stream
 (a protocol that clients.ForwardStream implements over gRPC and tests fake in memory) and the
-per-tokenizer outbox of outputs (server.py turns them into protobuf)."""
+per-tokenizer outbox of :class:`~radixserve.common.outputs.Outputs` (server.py sends them)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from radixserve.common.outputs import Outputs
 from radixserve.common.types import ModelInfo, StepInput, StepOutput
-from radixserve.scheduler.request import TokenEvent
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +54,6 @@ class LoopConfig:
 
 
 @dataclass
-class Outputs:
-    """What one tokenizer stream gets for one step; event rids are the tokenizer's own."""
-
-    step_id: int
-    events: list[TokenEvent]
-
-
-@dataclass
 class ClientStream:
     """One tokenizer replica's Connect stream: its requests and its outbox of Outputs (None in
     the outbox ends the stream: the scheduler is shutting down)."""
@@ -69,7 +61,7 @@ class ClientStream:
     client_id: int
     name: str = ""
     rids: set[str] = field(default_factory=set)
-    outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
+    outbox: asyncio.Queue[Outputs | None] = field(default_factory=asyncio.Queue)
 
     def key(self, rid: str) -> str:
         return f"{self.client_id}/{rid}"

@@ -33,11 +33,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from radixserve.common.aio import wait_while
+from radixserve.common.outputs import FinishReason, Outputs, RequestOutput
 from radixserve.common.types import ModelInfo, StepOutput
 from radixserve.scheduler.engine_io import (
     ClientStream,
     LoopConfig,
-    Outputs,
     StepFailed,
     StepRejected,
     StepStream,
@@ -45,7 +45,7 @@ from radixserve.scheduler.engine_io import (
     WorkerLink,
 )
 from radixserve.scheduler.metrics import SchedulerMetrics
-from radixserve.scheduler.request import FinishReason, Request, TokenEvent
+from radixserve.scheduler.request import Request
 from radixserve.scheduler.scheduler import Scheduler
 from radixserve.scheduler.stats import LoadStats
 
@@ -130,7 +130,7 @@ class EngineLoop:
         """End ``rid`` at once with an ERROR naming why (a bad field, the worker is down, or a
         drain: then ``retry_elsewhere`` lets the front door send it to another engine)."""
         reason = FinishReason.error(message, retry_elsewhere)
-        event = TokenEvent(rid, [], None, reason, prompt_tokens, 0, 0)
+        event = RequestOutput(rid, [], finish_reason=reason, prompt_tokens=prompt_tokens)
         client.outbox.put_nowait(Outputs(0, [event]))
 
     def abort(self, client: ClientStream, rids: list[str]) -> None:
@@ -293,8 +293,8 @@ class EngineLoop:
             if self.on_ready is not None:
                 await self.on_ready(ready)
 
-    def _dispatch(self, step_id: int, events: list[TokenEvent]) -> None:
-        per_client: dict[int, list[TokenEvent]] = {}
+    def _dispatch(self, step_id: int, events: list[RequestOutput]) -> None:
+        per_client: dict[int, list[RequestOutput]] = {}
         generated = 0
         for ev in events:
             client_id, _, rid = ev.rid.partition("/")

@@ -1,68 +1,19 @@
-"""Request state kept by the scheduler core, finish reasons and the per-step token events."""
+"""Request state kept by the scheduler core, and the checks a request must pass to run."""
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from radixserve.common.types import ModelInfo, SamplingParams, TopLogprobs
+from radixserve.common.outputs import FinishReason
+from radixserve.common.types import ModelInfo, SamplingParams
 
 if TYPE_CHECKING:
     from radixserve.scheduler.radix_cache import TreeNode
 
 logger = logging.getLogger(__name__)
-
-
-class FinishKind(enum.Enum):
-    STOP = "stop"  # an EOS or stop token was sampled
-    LENGTH = "length"  # max_new_tokens or the context length was reached
-    ABORT = "abort"  # aborted by the client (or its tokenizer stream went away)
-    ERROR = "error"  # cut by a fault (worker gone, step failed); message names the cause
-
-
-@dataclass(frozen=True)
-class FinishReason:
-    kind: FinishKind
-    matched_token: int | None = None  # the EOS / stop token id for STOP
-    message: str = ""
-    retry_elsewhere: bool = False  # ERROR before any work, from a draining engine
-
-    @classmethod
-    def stop(cls, token_id: int) -> FinishReason:
-        return cls(FinishKind.STOP, matched_token=token_id)
-
-    @classmethod
-    def length(cls) -> FinishReason:
-        return cls(FinishKind.LENGTH)
-
-    @classmethod
-    def abort(cls, message: str = "aborted") -> FinishReason:
-        return cls(FinishKind.ABORT, message=message)
-
-    @classmethod
-    def error(cls, message: str, retry_elsewhere: bool = False) -> FinishReason:
-        return cls(FinishKind.ERROR, message=message, retry_elsewhere=retry_elsewhere)
-
-
-@dataclass(slots=True)
-class TokenEvent:
-    """What one request produced in one step; the server batches these per tokenizer."""
-
-    rid: str
-    token_ids: list[int]
-    logprobs: list[float] | None
-    finish_reason: FinishReason | None
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    top_logprobs: list[TopLogprobs] | None = None  # one per token when top_logprobs was asked
-
-    @property
-    def finished(self) -> bool:
-        return self.finish_reason is not None
 
 
 @dataclass(eq=False)

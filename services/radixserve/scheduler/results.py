@@ -1,4 +1,4 @@
-"""Reading a step's result: append sampled tokens, apply the finish rules, make token events.
+"""Reading a step's result: append sampled tokens, apply the finish rules, make the outputs.
 
 It decides which requests finished and why; ``Scheduler`` ends them (frees slots and rows).
 """
@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from radixserve.common.outputs import FinishReason, RequestOutput
 from radixserve.common.types import StepOutput
-from radixserve.scheduler.request import FinishReason, Request, TokenEvent
+from radixserve.scheduler.request import Request
 
 logger = logging.getLogger(__name__)
 
@@ -18,13 +19,13 @@ _LENGTH = FinishReason.length()
 
 @dataclass
 class ResultDecision:
-    events: list[TokenEvent] = field(default_factory=list)
+    events: list[RequestOutput] = field(default_factory=list)
     finished: list[tuple[Request, FinishReason]] = field(default_factory=list)
     produced: int = 0  # tokens appended to requests
 
 
-def make_event(req: Request, toks: list[int], lp: list[float] | None) -> TokenEvent:
-    return TokenEvent(
+def make_event(req: Request, toks: list[int], lp: list[float] | None) -> RequestOutput:
+    return RequestOutput(
         rid=req.rid,
         token_ids=toks,
         logprobs=lp,
@@ -71,7 +72,7 @@ def read_result(
             reason = _LENGTH
         if reason is not None:
             finished.append((req, reason))
-        event = TokenEvent(req.rid, [tok], lp, reason, n_in, n_out, req.cached_tokens)
+        event = RequestOutput(req.rid, [tok], lp, reason, n_in, n_out, req.cached_tokens)
         if top_logprobs is not None:
             top = top_logprobs[i]
             if top is not None:

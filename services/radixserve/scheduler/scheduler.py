@@ -18,18 +18,14 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
+from radixserve.common.outputs import FinishReason, RequestOutput
 from radixserve.common.types import ForwardMode, ModelInfo, ReqInput, StepInput, StepOutput
 from radixserve.scheduler.allocator import RowAllocator
 from radixserve.scheduler.core_config import SchedulerCoreConfig
 from radixserve.scheduler.memory import KVManager
 from radixserve.scheduler.policy import make_schedule_policy
 from radixserve.scheduler.prefill import PrefillState, plan_prefill
-from radixserve.scheduler.request import (
-    FinishReason,
-    Request,
-    TokenEvent,
-    validate_request,
-)
+from radixserve.scheduler.request import Request, validate_request
 from radixserve.scheduler.results import make_event, read_result
 from radixserve.scheduler.retraction import decode_slots_needed, raised_ratio, victim_order
 from radixserve.scheduler.stats import SchedulerStats
@@ -243,7 +239,7 @@ class Scheduler(SchedulerStats):
         return keep
 
     # -- results ----------------------------------------------------------------------------
-    def on_result(self, out: StepOutput) -> list[TokenEvent]:
+    def on_result(self, out: StepOutput) -> list[RequestOutput]:
         """Apply the result of the oldest step in flight; return the per-request token events."""
         if not self._inflight:
             raise RuntimeError("on_result: no step in flight")
@@ -261,7 +257,7 @@ class Scheduler(SchedulerStats):
         self._record_result(out)
         return decision.events
 
-    def fail_step(self, step_id: int, message: str) -> list[TokenEvent]:
+    def fail_step(self, step_id: int, message: str) -> list[RequestOutput]:
         """The worker could not run step ``step_id`` (the oldest in flight): its requests end
         with an error (an event each) and are freed."""
         flight = self._inflight[0] if self._inflight else None
@@ -276,7 +272,7 @@ class Scheduler(SchedulerStats):
             events.append(make_event(req, [], None))
         return events
 
-    def fail_all(self, message: str) -> list[TokenEvent]:
+    def fail_all(self, message: str) -> list[RequestOutput]:
         """End every live request with an error (an event each), e.g. the worker went away and
         its rows with it; steps in flight are forgotten."""
         self._inflight.clear()

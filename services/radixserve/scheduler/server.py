@@ -1,4 +1,5 @@
-"""SchedulerService servicer: tokenizer streams in, engine loop out; pb <-> domain only."""
+"""SchedulerService servicer: tokenizer streams in, engine loop out (the conversions are
+common/wire/scheduler.py's)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,19 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from radixserve.common import pbconv
 from radixserve.common.aio import wait_while
 from radixserve.common.metrics import serve_metrics
 from radixserve.common.server import ServiceServer
 from radixserve.common.types import ModelInfo
+from radixserve.common.wire import scheduler as wire
+from radixserve.common.wire.common import model_info_to_pb
 from radixserve.scheduler.clients import WorkerClient
 from radixserve.scheduler.config import SchedulerConfig
-from radixserve.scheduler.engine_io import ClientStream, LoopConfig, Outputs
+from radixserve.scheduler.engine_io import ClientStream, LoopConfig
 from radixserve.scheduler.engine_loop import EngineLoop
 from radixserve.scheduler.metrics import SchedulerMetrics
 from radixserve.scheduler.profiling import EngineProfileRPCs
-from radixserve.scheduler.request import FinishKind, Request, TokenEvent
+from radixserve.scheduler.request import Request
 from radixserve.scheduler.scheduler import Scheduler
 from radixserve.v1 import scheduler_pb2, scheduler_pb2_grpc
 
@@ -62,7 +64,7 @@ class SchedulerServicer(EngineProfileRPCs, scheduler_pb2_grpc.SchedulerServiceSe
                 outputs = get.result()
                 if outputs is None:
                     break  # the scheduler shuts down (after a drain)
-                yield outputs_to_pb(outputs)
+                yield wire.outputs_to_pb(outputs)
         finally:
             if get is not None:
                 get.cancel()
@@ -85,7 +87,7 @@ class SchedulerServicer(EngineProfileRPCs, scheduler_pb2_grpc.SchedulerServiceSe
                 reqs = []
                 for pb in msg.add.requests:
                     try:
-                        reqs.append(request_from_pb(pb))
+                        reqs.append(wire.request_from_pb(pb, Request))
                     except ValueError as exc:
                         loop.refuse(client, pb.rid, str(exc), len(pb.input_ids))
                 loop.add_requests(client, reqs)
@@ -110,7 +112,7 @@ class SchedulerServicer(EngineProfileRPCs, scheduler_pb2_grpc.SchedulerServiceSe
         if info is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "scheduler is waiting for its worker")
         assert info is not None  # NOTE: context.abort raises
-        return scheduler_pb2.GetEngineInfoResponse(info=pbconv.model_info_to_pb(info))
+        return scheduler_pb2.GetEngineInfoResponse(info=model_info_to_pb(info))
 
     async def FlushCache(
         self, request: scheduler_pb2.FlushCacheRequest, context: grpc.aio.ServicerContext
@@ -118,65 +120,6 @@ class SchedulerServicer(EngineProfileRPCs, scheduler_pb2_grpc.SchedulerServiceSe
         core = (await self._require_loop(context)).core
         ok, freed = core.flush_cache() if core is not None else (False, 0)
         return scheduler_pb2.FlushCacheResponse(success=ok, freed_slots=freed)
-
-
-def request_from_pb(pb: scheduler_pb2.SchedRequest) -> Request:
-    """A tokenizer's request (its own rid); ValueError naming the field when malformed."""
-    sampling = pbconv.sampling_from_pb(pb.sampling)
-    return Request(
-        rid=pb.rid, input_ids=list(pb.input_ids), sampling=sampling, priority=pb.priority
-    )
-
-
-def outputs_to_pb(outputs: Outputs) -> scheduler_pb2.ConnectResponse:
-    """Token-only events go packed column by column (the per-token case: a few packed arrays per
-    step); the rest, one RequestOutput each."""
-    rids: list[str] = []
-    counts: list[int] = []
-    tokens: list[int] = []
-    prompt: list[int] = []
-    completion: list[int] = []
-    cached: list[int] = []
-    full = []
-    for ev in outputs.events:
-        if ev.finish_reason is not None or ev.logprobs or ev.top_logprobs:
-            full.append(_event_output(ev))
-            continue
-        rids.append(ev.rid)
-        counts.append(len(ev.token_ids))
-        tokens += ev.token_ids
-        prompt.append(ev.prompt_tokens)
-        completion.append(ev.completion_tokens)
-        cached.append(ev.cached_tokens)
-    packed = scheduler_pb2.PackedOutputs(
-        rids=rids,
-        token_counts=counts,
-        token_ids=tokens,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        cached_tokens=cached,
-    )
-    return scheduler_pb2.ConnectResponse(step_id=outputs.step_id, outputs=full, packed=packed)
-
-
-def _event_output(ev: TokenEvent) -> scheduler_pb2.RequestOutput:
-    out = scheduler_pb2.RequestOutput(
-        rid=ev.rid, token_ids=ev.token_ids, logprobs=ev.logprobs or [], matched_stop_token=-1
-    )
-    fr = ev.finish_reason
-    if fr is not None:
-        out.finish_reason = pbconv.finish_reason_to_pb(fr.kind.value)
-        if fr.matched_token is not None:
-            out.matched_stop_token = fr.matched_token
-        if fr.kind in (FinishKind.ERROR, FinishKind.ABORT) and fr.message != "aborted":
-            out.error = fr.message
-        out.retry_elsewhere = fr.retry_elsewhere
-    out.usage.prompt_tokens = ev.prompt_tokens
-    out.usage.completion_tokens = ev.completion_tokens
-    out.usage.cached_tokens = ev.cached_tokens
-    if ev.top_logprobs:
-        out.top_logprobs.extend(pbconv.top_logprobs_to_pb(t) for t in ev.top_logprobs)
-    return out
 
 
 def build_core(cfg: SchedulerConfig, info: ModelInfo) -> Scheduler:

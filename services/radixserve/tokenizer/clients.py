@@ -10,12 +10,13 @@ from typing import Protocol
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from radixserve.common import pbconv
 from radixserve.common.errors import InvalidArgument, Unavailable
 from radixserve.common.grpc_util import require_address, wait_until_ready
+from radixserve.common.outputs import RequestOutput
 from radixserve.common.security import make_channel
 from radixserve.common.types import ModelInfo
-from radixserve.tokenizer.manager import SchedOutput
+from radixserve.common.wire.common import model_info_from_pb
+from radixserve.common.wire.scheduler import abort_to_pb, add_to_pb, hello_to_pb, outputs_from_pb
 from radixserve.tokenizer.prompts import GenerateInput
 from radixserve.v1 import scheduler_pb2, scheduler_pb2_grpc
 
@@ -23,61 +24,10 @@ logger = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 5.0
 
 
-def _output_from_pb(pb: scheduler_pb2.RequestOutput) -> SchedOutput:
-    return SchedOutput(
-        rid=pb.rid,
-        token_ids=list(pb.token_ids),
-        logprobs=list(pb.logprobs) or None,
-        top_logprobs=[pbconv.top_logprobs_from_pb(t) for t in pb.top_logprobs] or None,
-        finish_reason=pbconv.finish_reason_from_pb(pb.finish_reason),
-        matched_stop_token=pb.matched_stop_token if pb.matched_stop_token >= 0 else None,
-        prompt_tokens=pb.usage.prompt_tokens,
-        completion_tokens=pb.usage.completion_tokens,
-        cached_tokens=pb.usage.cached_tokens,
-        error=pb.error,
-        retry_elsewhere=pb.retry_elsewhere,
-    )
-
-
-def outputs_from_pb(resp: scheduler_pb2.ConnectResponse) -> list[SchedOutput]:
-    """One step's news: the packed token-only requests, then the others."""
-    p = resp.packed
-    out = []
-    if p.rids:
-        tokens, start = list(p.token_ids), 0
-        columns = zip(
-            p.rids, p.token_counts, p.prompt_tokens, p.completion_tokens, p.cached_tokens,
-            strict=True,
-        )  # fmt: skip
-        for rid, count, prompt, completion, cached in columns:
-            out.append(
-                SchedOutput(
-                    rid=rid,
-                    token_ids=tokens[start : start + count],
-                    prompt_tokens=prompt,
-                    completion_tokens=completion,
-                    cached_tokens=cached,
-                )
-            )
-            start += count
-    if resp.outputs:
-        out += [_output_from_pb(o) for o in resp.outputs]
-    return out
-
-
-def _request_to_pb(req: GenerateInput) -> scheduler_pb2.SchedRequest:
-    return scheduler_pb2.SchedRequest(
-        rid=req.rid,
-        input_ids=req.input_ids,
-        sampling=pbconv.sampling_to_pb(req.sampling),
-        priority=req.priority,
-    )
-
-
 class OutputSink(Protocol):
     """Where a link delivers its stream's outputs (the manager, or the pool on its behalf)."""
 
-    def on_outputs(self, outputs: list[SchedOutput]) -> None: ...
+    def on_outputs(self, outputs: list[RequestOutput]) -> None: ...
     def fail_all(self, message: str) -> None: ...
 
 
@@ -85,10 +35,9 @@ def encode_add(reqs: list[GenerateInput]) -> scheduler_pb2.ConnectRequest:
     """The Connect message for ``reqs``; InvalidArgument when a value does not fit the wire
     format (e.g. top_k or a stop token id >= 2**31 from the HTTP API)."""
     try:
-        pbs = [_request_to_pb(r) for r in reqs]
+        return add_to_pb(reqs)
     except (ValueError, TypeError) as exc:
         raise InvalidArgument(f"out of range: {exc}", _bad_int_field(reqs[0])) from exc
-    return scheduler_pb2.ConnectRequest(add=scheduler_pb2.AddRequests(requests=pbs))
 
 
 def _bad_int_field(req: GenerateInput) -> str:
@@ -137,7 +86,7 @@ class SchedulerLink:
 
     async def get_engine_info(self, timeout: float = 10.0) -> ModelInfo:
         resp = await self.stub.GetEngineInfo(scheduler_pb2.GetEngineInfoRequest(), timeout=timeout)
-        return pbconv.model_info_from_pb(resp.info)
+        return model_info_from_pb(resp.info)
 
     async def get_load(self, timeout: float = 5.0) -> scheduler_pb2.GetLoadResponse:
         return await self.stub.GetLoad(scheduler_pb2.GetLoadRequest(), timeout=timeout)
@@ -151,8 +100,7 @@ class SchedulerLink:
     def abort(self, rids: list[str]) -> None:
         if not self.up:
             return  # the scheduler dropped the stream's requests with it
-        msg = scheduler_pb2.ConnectRequest(abort=scheduler_pb2.AbortRequests(rids=rids))
-        self._outbox.put_nowait(msg)
+        self._outbox.put_nowait(abort_to_pb(rids))
 
     def start(self, manager: OutputSink) -> None:
         self._task = asyncio.create_task(self._run(manager), name="scheduler-link")
@@ -197,8 +145,7 @@ class SchedulerLink:
         writer: asyncio.Task | None = None
         prober: asyncio.Task | None = None
         try:
-            hello = scheduler_pb2.Hello(client_name=self.name)
-            await call.write(scheduler_pb2.ConnectRequest(hello=hello))
+            await call.write(hello_to_pb(self.name))
             self._set(up=True, serving=True)
             writer = asyncio.create_task(self._write(call))
             prober = asyncio.create_task(self._probe())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from radixserve.common.types import DEFAULT_MAX_NEW_TOKENS
+
 
 @dataclass(frozen=True)
 class TokenizerConfig:
@@ -30,7 +32,8 @@ class TokenizerConfig:
         default="", metadata={"help": "model name in the API; empty = from the model"}
     )
     default_max_tokens: int = field(
-        default=128, metadata={"help": "max_tokens when a gRPC request leaves it unset"}
+        default=DEFAULT_MAX_NEW_TOKENS,
+        metadata={"help": "max_tokens when a gRPC request leaves it unset"},
     )
     stream_interval: int = field(
         default=1, metadata={"help": "tokens a stream accumulates before a client gets a chunk"}

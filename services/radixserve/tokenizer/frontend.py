@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from radixserve.common.errors import InvalidArgument
-from radixserve.common.types import ModelInfo
+from radixserve.common.types import DEFAULT_MAX_NEW_TOKENS, ModelInfo
 from radixserve.common.vocab.loading import Tokenizer
 from radixserve.tokenizer.manager import RequestManager
 from radixserve.tokenizer.prompts import PromptBuilder
@@ -32,7 +32,7 @@ class Frontend:
     builder: PromptBuilder
     manager: RequestManager
     model_name: str
-    default_max_tokens: int = 128
+    default_max_tokens: int = DEFAULT_MAX_NEW_TOKENS
     upstream_ready: Callable[[], bool] = lambda: True  # some scheduler takes requests
     executor: concurrent.futures.Executor | None = field(default=None, repr=False)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from radixserve.common.errors import Overloaded, Unavailable
+from radixserve.common.outputs import FinishKind, RequestOutput
 from radixserve.common.types import TopLogprobs
 from radixserve.common.vocab.loading import Tokenizer
 from radixserve.tokenizer.detokenizer import IncrementalDetokenizer
@@ -25,23 +26,8 @@ from radixserve.tokenizer.prompts import GenerateInput
 from radixserve.tokenizer.stop import StopStringMatcher
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class SchedOutput:
-    """One request's news from one scheduler step."""
-
-    rid: str
-    token_ids: list[int]
-    logprobs: list[float] | None = None
-    finish_reason: str | None = None  # stop, length, abort, error
-    matched_stop_token: int | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    error: str = ""
-    top_logprobs: list[TopLogprobs] | None = None  # one per token when asked for
-    retry_elsewhere: bool = False  # refused unstarted by a draining engine (see SchedulerPool)
+# A Chunk's finish reasons, as the front doors print them.
+_STOP, _ABORT, _ERROR = FinishKind.STOP.value, FinishKind.ABORT.value, FinishKind.ERROR.value
 
 
 @dataclass
@@ -51,7 +37,7 @@ class Chunk:
     text: str = ""
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
-    finish_reason: str | None = None
+    finish_reason: str | None = None  # a FinishKind's value: "stop", "length", ...
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
@@ -195,7 +181,7 @@ class RequestManager:
             state.done = True
             self.upstream.abort([state.req.rid])
             message = f"request_timeout_seconds ({self.timeout:g}) passed"
-            state.push(Chunk(finish_reason="abort", error=message))
+            state.push(Chunk(finish_reason=_ABORT, error=message))
 
     def abort(self, rid: str) -> bool:
         """Ends a request on the client's behalf (its reader gets finish_reason ``abort``).
@@ -209,14 +195,14 @@ class RequestManager:
             if not state.done:
                 state.done = found = True
                 self.upstream.abort([one])
-                state.push(Chunk(finish_reason="abort"))
+                state.push(Chunk(finish_reason=_ABORT))
         return found
 
     def _samples_of(self, rid: str) -> list[str]:
         prefix = f"{rid}#"
         return [r for r in self.states if r.startswith(prefix)]
 
-    def on_outputs(self, outputs: list[SchedOutput]) -> None:
+    def on_outputs(self, outputs: list[RequestOutput]) -> None:
         for out in outputs:
             state = self.states.get(out.rid)
             if state is not None and not state.done:
@@ -232,11 +218,11 @@ class RequestManager:
             state = self.states.get(rid)
             if state is not None and not state.done:
                 state.done = True
-                state.push(Chunk(finish_reason="error", error=message))
+                state.push(Chunk(finish_reason=_ERROR, error=message))
 
-    def _chunk(self, state: _State, out: SchedOutput) -> Chunk:
+    def _chunk(self, state: _State, out: RequestOutput) -> Chunk:
         text = state.detok.feed(out.token_ids)
-        finish = out.finish_reason
+        finish = None if out.finish_reason is None else out.finish_reason.kind.value
         if finish is not None:
             text += state.detok.flush()
         if out.completion_tokens <= state.req.sampling.min_new_tokens and finish is None:
@@ -244,7 +230,7 @@ class RequestManager:
         else:
             text, matched = state.stop.feed(text)
         if matched and finish is None:
-            finish = "stop"
+            finish = _STOP
             self.upstream.abort([out.rid])  # the scheduler stops; its later outputs are dropped
         elif finish is not None and not matched:
             text += state.stop.flush()

@@ -1,4 +1,4 @@
-"""Observability on the HTTP front door, mounted by ``http_api.create_app`` in one call.
+"""Observability on the HTTP front door, mounted by ``openai.routes.create_app`` in one call.
 
 * an ASGI middleware that names each request's endpoint for the metrics (chat, completions),
   counts error statuses by endpoint and code, and counts open SSE streams;

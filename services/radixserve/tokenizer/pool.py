@@ -18,9 +18,10 @@ from collections.abc import Callable, Sequence
 import grpc
 
 from radixserve.common.errors import Unavailable
+from radixserve.common.outputs import RequestOutput
 from radixserve.common.types import ModelInfo
 from radixserve.tokenizer.clients import SchedulerLink
-from radixserve.tokenizer.manager import RequestManager, SchedOutput
+from radixserve.tokenizer.manager import RequestManager
 from radixserve.tokenizer.prompts import GenerateInput
 from radixserve.tokenizer.router import EngineLoad, Router, RouterConfig
 
@@ -60,7 +61,7 @@ class _LinkSink:
     def __init__(self, pool: SchedulerPool, index: int, manager: RequestManager) -> None:
         self.pool, self.index, self.manager = pool, index, manager
 
-    def on_outputs(self, outputs: list[SchedOutput]) -> None:
+    def on_outputs(self, outputs: list[RequestOutput]) -> None:
         passed = []
         for out in outputs:
             if out.retry_elsewhere and self.pool.reroute(self.index, out.rid):

@@ -11,10 +11,13 @@ returns (:class:`ToolStream` does both; ``ToolParser.parse`` is a stream fed the
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 MARKER = "<tool_call>"
 PYTHON_TAG = "<|python_tag|>"
@@ -304,20 +307,3 @@ def _is_json(text: str) -> bool:
     except json.JSONDecodeError:
         return False
     return True
-
-
-class ChoiceStreams:
-    """The :class:`ToolStream` of each choice (sample) of one request, made as chunks come."""
-
-    def __init__(self, parser: Any) -> None:
-        self.parser = parser  # a tool_calls.ToolParser
-        self.streams: dict[int, ToolStream] = {}
-
-    def feed(self, index: int, text: str, reason: str | None) -> tuple[StreamDelta, str | None]:
-        """The delta of choice ``index``'s new ``text``, and its finish reason: ``tool_calls``
-        instead of ``stop`` once it called a tool (``reason`` None: not finished)."""
-        stream = self.streams.get(index)
-        if stream is None:
-            stream = self.streams[index] = self.parser.stream()
-        out = stream.feed(text, final=reason is not None)
-        return out, "tool_calls" if reason == "stop" and stream.called else reason

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import cast
 
 import torch
 
@@ -17,13 +17,12 @@ from radixserve.common.model_source import resolve_model
 from radixserve.common.types import (
     ForwardMode,
     ModelInfo,
-    ReqInput,
     StepInput,
     StepOutput,
     TopLogprobs,
 )
 from radixserve.worker.attention import AttentionBackend
-from radixserve.worker.batch import Limits, ReqPlan, build_tensors, plan_step
+from radixserve.worker.batch import build_tensors, is_sampled_decode
 from radixserve.worker.cuda_graph import DecodeGraphs
 from radixserve.worker.grammar import RowConstraints
 from radixserve.worker.kv_pool import KVPool, ReqToTokenTable
@@ -32,6 +31,7 @@ from radixserve.worker.loader import load_model
 from radixserve.worker.parallel import local_heads
 from radixserve.worker.parallel.group import TPGroup
 from radixserve.worker.penalties import PenaltyBank, mask_tokens
+from radixserve.worker.plan import Limits, StartedPlan, plan_step
 from radixserve.worker.rows import RowState, RowTable
 from radixserve.worker.runner_config import (
     RunnerConfig,
@@ -45,18 +45,6 @@ from radixserve.worker.sampling import Sampler
 logger = logging.getLogger(__name__)
 
 __all__ = ["ModelRunner", "RunnerConfig"]
-
-if TYPE_CHECKING:
-
-    class _Started(Protocol):
-        """A :class:`ReqPlan` once ``step()`` started its row: ``state`` is set (typing only)."""
-
-        req: ReqInput
-        state: RowState
-        start: int
-
-        @property
-        def end(self) -> int: ...
 
 
 class ModelRunner:
@@ -149,11 +137,11 @@ class ModelRunner:
                 self.constraints.extend(p.req.row, p.start, p.req.prefix_ids, p.req.token_ids)
             p.state.seq_len = p.end
         # NOTE: every plan's row is started now; what follows reads their states.
-        started = cast("list[_Started]", plans)
+        started = cast("list[StartedPlan]", plans)
         if self.rows.num_adjusted:
             self._record_inputs(started)
-        ctx = build_tensors(plans, batch.mode, self.kv_pool, self.req_to_token, self.attn_backend)
-        if self._graph_step(batch, plans):
+        ctx = build_tensors(started, batch.mode, self.kv_pool, self.req_to_token, self.attn_backend)
+        if self._graph_step(batch.mode, started):
             assert self.graphs is not None  # NOTE: _graph_step checked it
             logits = self.graphs.run(ctx)
         else:
@@ -181,15 +169,14 @@ class ModelRunner:
         graphs.capture_all()
         return graphs
 
-    def _graph_step(self, batch: StepInput, plans: list[ReqPlan]) -> bool:
+    def _graph_step(self, mode: ForwardMode, plans: list[StartedPlan]) -> bool:
         return (
             self.graphs is not None
-            and batch.mode == ForwardMode.DECODE
             and self.graphs.can_run(len(plans))
-            and all(p.req.sample for p in plans)
+            and is_sampled_decode(mode, plans)
         )
 
-    def _record_inputs(self, plans: list[_Started]) -> None:
+    def _record_inputs(self, plans: list[StartedPlan]) -> None:
         """Adds the step's new prompt (or re-prefilled output) ids to the rows' penalty stats."""
         slots: list[int] = []
         ids: list[int] = []
@@ -206,7 +193,7 @@ class ModelRunner:
             is_output += [0 < st.prompt_len <= first + j for j in range(len(row_ids))]
         self.penalties.record(slots, ids, is_output)
 
-    def _sample(self, plans: list[_Started], logits: torch.Tensor) -> StepOutput:
+    def _sample(self, plans: list[StartedPlan], logits: torch.Tensor) -> StepOutput:
         sampled = [p for p in plans if p.req.sample]
         out = StepOutput(step_id=0, token_ids=[-1] * len(plans))
         if not sampled:
@@ -237,7 +224,7 @@ class ModelRunner:
         self._scatter(plans, out, ids_list, lps.tolist() if lps is not None else None, top)
         return out
 
-    def _adjust(self, raw: torch.Tensor, sampled: list[_Started]) -> torch.Tensor:
+    def _adjust(self, raw: torch.Tensor, sampled: list[StartedPlan]) -> torch.Tensor:
         """``raw`` with penalties and min_new_tokens applied (a copy), or ``raw`` itself."""
         pen = [(j, p.state) for j, p in enumerate(sampled) if p.state.bank_slot is not None]
         short = [
@@ -266,7 +253,7 @@ class ModelRunner:
 
     @staticmethod
     def _scatter(
-        plans: list[_Started],
+        plans: list[StartedPlan],
         out: StepOutput,
         ids: list[int],
         lps: list[float] | None,

@@ -1,7 +1,7 @@
 """The per-forward context: the one type that holds a step's forward metadata.
 
-Built once per step by :func:`services.worker.batch.build_tensors` (or, for decode CUDA graphs,
-over static buffers by :mod:`services.worker.cuda_graph`), passed explicitly down the model to the
+Built once per step by :func:`radixserve.worker.batch.build_tensors` (or, for decode CUDA graphs,
+over static buffers by :mod:`radixserve.worker.cuda_graph`), passed explicitly down the model to the
 attention backend (never stored in module globals). The attention backend adds its own metadata
 (``attn_metadata``) once per forward in ``prepare``; every layer then reuses it.
 """

@@ -12,11 +12,12 @@ from typing import Protocol
 
 import grpc
 
-from radixserve.common import pbconv
 from radixserve.common.aio import wait_while
 from radixserve.common.metrics import serve_metrics
 from radixserve.common.server import ServiceServer
 from radixserve.common.types import ModelInfo, StepInput, StepOutput
+from radixserve.common.wire.common import model_info_to_pb
+from radixserve.common.wire.worker import output_to_pb, step_from_pb
 from radixserve.v1 import worker_pb2, worker_pb2_grpc
 from radixserve.worker.config import WorkerConfig
 from radixserve.worker.metrics import WorkerMetrics
@@ -63,7 +64,7 @@ class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
         if self.runner is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "model is still loading")
         assert self.runner is not None  # NOTE: context.abort raises
-        return worker_pb2.GetWorkerInfoResponse(info=pbconv.model_info_to_pb(self.runner.info))
+        return worker_pb2.GetWorkerInfoResponse(info=model_info_to_pb(self.runner.info))
 
     async def Forward(
         self,
@@ -99,7 +100,7 @@ class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
             if session != self._session:
                 await context.abort(grpc.StatusCode.ABORTED, "a newer Forward stream replaced this")
             try:
-                step = pbconv.step_from_pb(pb)
+                step = step_from_pb(pb)
                 start = self.metrics.step_begin()
                 if self.step_thread:
                     out = await loop.run_in_executor(self.executor, self.runner.step, step)
@@ -116,7 +117,7 @@ class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
                 yield worker_pb2.ForwardResponse(step_id=pb.step_id, error=str(exc))
                 continue
             self.metrics.step_end(step, start)
-            yield pbconv.output_to_pb(out)
+            yield output_to_pb(out)
         logger.info("forward stream closed", extra={"kv": {"peer": context.peer()}})
 
 
