@@ -20,11 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "services"), str(ROOT / "kernels")]  # the source roots
 
-from radixserve.common import pbconv  # noqa: E402
 from radixserve.common.outputs import Outputs  # noqa: E402
 from radixserve.common.outputs import RequestOutput as TokenEvent  # noqa: E402
 from radixserve.common.types import ForwardMode, ReqInput, StepInput  # noqa: E402
 from radixserve.common.vocab.char_vocab import CharTokenizer  # noqa: E402
+from radixserve.common.wire import worker as worker_wire  # noqa: E402
 from radixserve.common.wire.scheduler import output_from_pb as _output_from_pb  # noqa: E402
 from radixserve.common.wire.scheduler import output_to_pb as _event_output  # noqa: E402
 from radixserve.common.wire.scheduler import outputs_from_pb, outputs_to_pb  # noqa: E402
@@ -61,7 +61,7 @@ def measure(batch: int) -> dict[str, float]:
     decode = StepInput(
         7, ForwardMode.DECODE, [ReqInput(row=i, new_slots=[1000 + i]) for i in range(batch)]
     )
-    step_pb = pbconv.step_to_pb(decode)
+    step_pb = worker_wire.step_to_pb(decode)
     events = [TokenEvent(f"{i}", [1234], None, None, 64, 10, 0) for i in range(batch)]
     outs = [_event_output(e) for e in events]
     # A decode step's news for one tokenizer: one RequestOutput per request (before the packed
@@ -76,11 +76,11 @@ def measure(batch: int) -> dict[str, float]:
     return {
         # scheduler, per step
         f"scheduler: step_to_pb, decode step of {batch}": per_call_us(
-            lambda: pbconv.step_to_pb(decode).SerializeToString()
+            lambda: worker_wire.step_to_pb(decode).SerializeToString()
         ),
         # worker, per step
         f"worker: step_from_pb, decode step of {batch}": per_call_us(
-            lambda: pbconv.step_from_pb(step_pb)
+            lambda: worker_wire.step_from_pb(step_pb)
         ),
         # scheduler, per token (a decode step of `batch` requests for one tokenizer, / batch)
         "scheduler: step news, one RequestOutput each + serialize, per token": per_call_us(

@@ -4,6 +4,7 @@ the repository root hides an installed distribution, and the lock agrees with th
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -28,6 +29,8 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("wheels")
     found = {}
     for name, (project, _) in DISTS.items():
+        # NOTE: setuptools' build/ keeps modules that a move deleted and would pack them again.
+        shutil.rmtree(project / "build", ignore_errors=True)
         subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
             + [str(project), "-w", str(out)],

@@ -15,9 +15,9 @@ import grpc
 import openai
 import pytest
 
-from radixserve.common import pbconv
 from radixserve.common.server import ServiceServer
 from radixserve.common.types import ModelInfo
+from radixserve.common.wire import common as pbconv
 from radixserve.tokenizer.config import TokenizerConfig
 from radixserve.tokenizer.server import start_tokenizer
 from radixserve.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc, tokenizer_pb2

@@ -15,7 +15,7 @@ from radixserve.tokenizer.clients import SchedulerLink, encode_add
 from radixserve.tokenizer.limits import Limits
 from radixserve.tokenizer.manager import RequestManager
 from radixserve.tokenizer.prompts import GenerateInput
-from tests.services.test_manager import FakeUpstream
+from tests.tokenizer.test_manager import FakeUpstream
 
 
 @pytest.fixture(scope="module")

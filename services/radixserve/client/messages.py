@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from radixserve.common.pbchat import chat_input_pb
-from radixserve.common.pbconv import finish_reason_from_pb
+from radixserve.common.wire.common import finish_reason_from_pb
+from radixserve.common.wire.tokenizer import chat_input_pb
 from radixserve.v1 import common_pb2, tokenizer_pb2
 
 _SCALARS = (

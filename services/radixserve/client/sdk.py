@@ -29,8 +29,8 @@ from radixserve.client.messages import (
     Message,
     generate_request,
 )
-from radixserve.common import pbconv
 from radixserve.common.types import ModelInfo
+from radixserve.common.wire import common as wire
 from radixserve.v1 import tokenizer_pb2, tokenizer_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class ServedModel:
 
 
 def _served(resp: tokenizer_pb2.GetModelInfoResponse) -> ServedModel:
-    return ServedModel(pbconv.model_info_from_pb(resp.info), resp.chat_template)
+    return ServedModel(wire.model_info_from_pb(resp.info), resp.chat_template)
 
 
 class RadixClient:

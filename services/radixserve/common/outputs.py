@@ -28,7 +28,7 @@ class FinishKind(str, enum.Enum):
     (an f-string gives ``FinishKind.STOP``).
 
     NOTE: members are listed so that the type checker sees them; their values come from the
-    generated enum, and tests/services/test_wire_enums.py checks that none is missing.
+    generated enum, and tests/common/test_wire_enums.py checks that none is missing.
     """
 
     STOP = _kind_name(common_pb2.FINISH_REASON_STOP)  # an EOS or stop token (or stop string)

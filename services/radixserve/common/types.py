@@ -112,7 +112,7 @@ class TopLogprobs:
 
 class ForwardMode(enum.IntEnum):
     """What a step does: worker.proto's ``ForwardMode``, whose numbers these are (UNSPECIFIED is
-    never sent). Listed for the type checker; tests/services/test_wire_enums.py checks that none
+    never sent). Listed for the type checker; tests/common/test_wire_enums.py checks that none
     of the generated enum's values is missing."""
 
     EXTEND = worker_pb2.FORWARD_MODE_EXTEND  # every request brings new token ids (prefill)

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import grpc
 from prometheus_client import Gauge
 
-from radixserve.common import pbchat, pbconv
 from radixserve.common.aio import wait_while
 from radixserve.common.errors import InvalidArgument, RequestError
 from radixserve.common.grpc_util import abort_with
@@ -18,6 +17,8 @@ from radixserve.common.metrics import serve_metrics
 from radixserve.common.model_source import resolve_model
 from radixserve.common.server import GRPC_OPTIONS, MAX_MESSAGE_BYTES, ServiceServer
 from radixserve.common.vocab.loading import load_tokenizer
+from radixserve.common.wire import common as wire
+from radixserve.common.wire import tokenizer as chat_wire
 from radixserve.tokenizer import tool_calls
 from radixserve.tokenizer.config import TokenizerConfig
 from radixserve.tokenizer.frontend import Frontend
@@ -52,9 +53,9 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
         elif kind == "chat":
             pb = request.chat
             body = tool_calls.ToolRequest(
-                pbchat.messages_from_pb(pb),
-                pbchat.tools_from_pb(pb),
-                pbchat.tool_choice_from_pb(pb),
+                chat_wire.messages_from_pb(pb),
+                chat_wire.tools_from_pb(pb),
+                chat_wire.tool_choice_from_pb(pb),
                 pb.parallel_tool_calls if pb.HasField("parallel_tool_calls") else None,
             )
             chat = tool_calls.plan(body, self.fe.tokenizer, "chat.")
@@ -64,7 +65,7 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
         else:
             raise InvalidArgument("one of text, chat or token_ids is required", "input")
         sp = request.sampling
-        sampling = pbconv.sampling_from_pb(sp, self.fe.default_max_tokens)
+        sampling = wire.sampling_from_pb(sp, self.fe.default_max_tokens)
         req = b.build(
             ids,
             sampling,
@@ -125,7 +126,7 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
         self, request: tokenizer_pb2.GetModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> tokenizer_pb2.GetModelInfoResponse:
         return tokenizer_pb2.GetModelInfoResponse(
-            info=pbconv.model_info_to_pb(self.fe.info),
+            info=wire.model_info_to_pb(self.fe.info),
             chat_template=self.fe.tokenizer.chat_template or "",
         )
 
@@ -157,15 +158,15 @@ def _response(rid: str, chunk: Chunk) -> tokenizer_pb2.GenerateResponse:
     usage.completion_tokens = chunk.completion_tokens
     usage.cached_tokens = chunk.cached_tokens
     if reason is not None:
-        resp.finish_reason = pbconv.finish_reason_to_pb(reason)
+        resp.finish_reason = wire.finish_reason_to_pb(reason)
     if chunk.logprobs:
         resp.logprobs.extend(chunk.logprobs)
     if chunk.error:
         resp.error = chunk.error
     if chunk.top_logprobs:
-        resp.top_logprobs.extend(pbconv.top_logprobs_to_pb(t) for t in chunk.top_logprobs)
+        resp.top_logprobs.extend(wire.top_logprobs_to_pb(t) for t in chunk.top_logprobs)
     if type(chunk) is ToolChunk and chunk.tool_calls:
-        resp.tool_calls.extend(pbchat.tool_call_to_pb(c) for c in chunk.tool_calls)
+        resp.tool_calls.extend(chat_wire.tool_call_to_pb(c) for c in chunk.tool_calls)
     return resp
 
 

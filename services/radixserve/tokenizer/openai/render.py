@@ -116,7 +116,7 @@ class Format:
         return self._frame(with_usage=True)
 
     def _frame(self, with_usage: bool) -> _Frame:
-        # NOTE: tests/services/test_sse_events.py checks the fast path against the dict path.
+        # NOTE: tests/tokenizer/test_sse_events.py checks the fast path against the dict path.
         head, tail = sse.split_event(self._event_dict(_CHOICE, with_usage), _CHOICE)
         choice = _plain_choice(type(self))
         return _Frame(head, tail, sse.escape(head) + choice + sse.escape(tail))

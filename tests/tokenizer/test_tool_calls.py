@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from radixserve.common import pbchat
 from radixserve.common.grammars import check_constraint
+from radixserve.common.wire import tokenizer as pbchat
 from radixserve.tokenizer.chat_template import render_chat
 from radixserve.tokenizer.tool_calls import (
     ToolParser,

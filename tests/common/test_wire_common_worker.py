@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from radixserve.common import pbconv
 from radixserve.common.errors import InvalidArgument
 from radixserve.common.types import (
     ForwardMode,
@@ -13,7 +12,10 @@ from radixserve.common.types import (
     StepInput,
     StepOutput,
     TopLogprobs,
+    validate_sampling,
 )
+from radixserve.common.wire import common as wire_common
+from radixserve.common.wire import worker as wire_worker
 from radixserve.v1 import common_pb2
 
 EXTENDED = SamplingParams(
@@ -27,10 +29,10 @@ EXTENDED = SamplingParams(
 
 
 def test_sampling_round_trip_and_defaults():
-    assert pbconv.sampling_from_pb(pbconv.sampling_to_pb(EXTENDED)) == EXTENDED
-    default = pbconv.sampling_from_pb(common_pb2.SamplingParams())
+    assert wire_common.sampling_from_pb(wire_common.sampling_to_pb(EXTENDED)) == EXTENDED
+    default = wire_common.sampling_from_pb(common_pb2.SamplingParams())
     assert default.repetition_penalty == 1.0 and not default.uses_penalties
-    plain = pbconv.sampling_to_pb(SamplingParams())  # defaults stay unset on the wire
+    plain = wire_common.sampling_to_pb(SamplingParams())  # defaults stay unset on the wire
     assert not plain.HasField("repetition_penalty") and not plain.HasField("top_logprobs")
 
 
@@ -48,34 +50,37 @@ def test_sampling_round_trip_and_defaults():
 )
 def test_validation_names_the_field(kwargs, field):
     with pytest.raises(InvalidArgument, match=field):
-        pbconv.validate_sampling(SamplingParams(**kwargs))
+        validate_sampling(SamplingParams(**kwargs))
 
 
 def test_step_and_result_carry_the_new_fields():
     req = ReqInput(3, [7, 8], [1, 2], [4, 5], EXTENDED, prompt_len=4, prefix_ids=[9, 9])
-    back = pbconv.step_from_pb(pbconv.step_to_pb(StepInput(1, ForwardMode.EXTEND, [req])))
+    back = wire_worker.step_from_pb(wire_worker.step_to_pb(StepInput(1, ForwardMode.EXTEND, [req])))
     got = back.reqs[0]
     assert (got.prompt_len, got.prefix_ids, got.sampling) == (4, [9, 9], EXTENDED)
     top = TopLogprobs((5, 6), (-0.5, -1.5))
     out = StepOutput(1, [5, 9], [-0.5, 0.0], [top, None])
-    back_out = pbconv.output_from_pb(pbconv.output_to_pb(out))
+    back_out = wire_worker.output_from_pb(wire_worker.output_to_pb(out))
     assert back_out.top_logprobs == [top, None]
-    assert pbconv.output_from_pb(pbconv.output_to_pb(StepOutput(2, [1]))).top_logprobs is None
+    assert (
+        wire_worker.output_from_pb(wire_worker.output_to_pb(StepOutput(2, [1]))).top_logprobs
+        is None
+    )
 
 
 def test_plain_decode_steps_travel_packed_and_others_do_not():
     plain = StepInput(4, ForwardMode.DECODE, [ReqInput(2, [30]), ReqInput(0, [31])], [5])
-    pb = pbconv.step_to_pb(plain)
+    pb = wire_worker.step_to_pb(plain)
     assert not pb.reqs and list(pb.decode.rows) == [2, 0] and list(pb.decode.new_slots) == [30, 31]
-    assert pbconv.step_from_pb(pb) == plain
+    assert wire_worker.step_from_pb(pb) == plain
     # A request that brings sampling params (or samples nothing) keeps the per-request form.
     first = StepInput(
         5, ForwardMode.DECODE, [ReqInput(2, [30]), ReqInput(1, [32], sampling=EXTENDED)]
     )
-    pb = pbconv.step_to_pb(first)
+    pb = wire_worker.step_to_pb(first)
     assert not pb.HasField("decode") and len(pb.reqs) == 2
-    assert pbconv.step_from_pb(pb).reqs[1].sampling == EXTENDED
-    both = pbconv.step_to_pb(plain)
+    assert wire_worker.step_from_pb(pb).reqs[1].sampling == EXTENDED
+    both = wire_worker.step_to_pb(plain)
     both.reqs.add(row=1, new_slots=[3])
     with pytest.raises(ValueError, match="decode: a packed decode step cannot also carry reqs"):
-        pbconv.step_from_pb(both)
+        wire_worker.step_from_pb(both)

@@ -1,4 +1,4 @@
-"""Chat messages, tools and tool calls of tokenizer.proto <-> the OpenAI-shaped dicts.
+"""tokenizer.proto <-> domain: chat messages, tools and tool calls as the OpenAI-shaped dicts.
 
 The tokenizer servicer turns a ``ChatInput`` into the dicts the HTTP API parses from JSON (so both
 front doors run the same ``tool_calls.plan``); the SDK builds a ``ChatInput`` from the dicts
