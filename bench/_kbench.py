@@ -113,3 +113,26 @@ class Row:
         if self.tflops is not None:
             rate += f" {self.tflops:6.1f} TF/s {100 * self.frac_matmul:5.1f}%mm"
         return f"{self.kernel:18s} {self.case:22s} {self.impl:24s} {ms}{rate} {self.note}"
+
+
+class Runner:
+    """Runs and records the rows of one benchmark script against the measured ceilings."""
+
+    def __init__(self, ceil: Ceilings, quick: bool) -> None:
+        self.ceil = ceil
+        self.quick = quick
+        self.rows: list[Row] = []
+
+    def add(self, row: Row, fn=None, graph_fns=None) -> Row:
+        try:
+            if graph_fns is not None:
+                row.ms = bench_graph_ms(graph_fns)
+            elif fn is not None:
+                row.ms = bench_ms(fn)
+        except Exception as exc:  # a failing variant (e.g. out of shared memory) is a result too
+            row.ms = None
+            row.note = (row.note + f" ERROR {type(exc).__name__}: {exc}")[:300]
+        row.finish(self.ceil)
+        self.rows.append(row)
+        print(row.line(), flush=True)
+        return row

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "services"), os.path.join(ROOT, "kernels")]  # source roots
 
-from bench._kbench import Ceilings, Row, bench_graph_ms, bench_ms, measure_ceilings, rotation_sets  # noqa: E402
+from bench._kbench import Row, Runner, measure_ceilings, rotation_sets  # noqa: E402
 from radixserve_kernels import (  # noqa: E402
     build_cos_sin_cache,
     build_kv_indices,
@@ -49,27 +49,6 @@ EL = 2  # bytes per bf16 element
 SCALE = D**-0.5
 DECODE_SIZES = [(b, n) for b in (1, 8, 64, 256) for n in (512, 2048, 8192)] + [(1, 4096)]
 PREFILL_SIZES = [512, 2048, 8192]
-
-
-class Runner:
-    def __init__(self, ceil: Ceilings, quick: bool) -> None:
-        self.ceil = ceil
-        self.quick = quick
-        self.rows: list[Row] = []
-
-    def add(self, row: Row, fn=None, graph_fns=None) -> Row:
-        try:
-            if graph_fns is not None:
-                row.ms = bench_graph_ms(graph_fns)
-            elif fn is not None:
-                row.ms = bench_ms(fn)
-        except Exception as exc:  # a failing variant (e.g. out of shared memory) is a result too
-            row.ms = None
-            row.note = (row.note + f" ERROR {type(exc).__name__}: {exc}")[:300]
-        row.finish(self.ceil)
-        self.rows.append(row)
-        print(row.line(), flush=True)
-        return row
 
 
 def _rand(*shape: int) -> torch.Tensor:

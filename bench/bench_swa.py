@@ -32,7 +32,7 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "services"), os.path.join(ROOT, "kernels")]  # source roots
 
-from bench._kbench import Ceilings, Row, bench_graph_ms, bench_ms, measure_ceilings  # noqa: E402
+from bench._kbench import Row, Runner, measure_ceilings  # noqa: E402
 from radixserve_kernels import (  # noqa: E402
     build_kv_indices,
     build_kv_indptr,
@@ -47,31 +47,10 @@ B, HQ, HKV, D = 32, 32, 8, 128
 WINDOW = 4096
 CONTEXTS = [4096, 8192, 16384, 32768]
 GEMMA = {"hq": 16, "hkv": 8, "d": 256}  # Gemma 2 9B attention
-# None: the launcher's pick for head_dim > 128, (32, 4, 2) and (64, 32, 8, 2); the others are the
-# previous defaults ((64, 4, 3), (64, 32, 4, 2)) and neighbours.
+# None: the launcher's pick for head_dim > 128 (decode (32, 4, 2), extend (64, 32, 4, 2), chosen
+# from this sweep's first H200 run); the others are the earlier defaults and neighbours.
 DECODE_D256_CONFIGS = [None, (64, 4, 3), (32, 4, 3), (64, 4, 2), (16, 4, 2)]
 EXTEND_D256_CONFIGS = [None, (64, 32, 4, 2), (32, 32, 4, 2), (64, 64, 8, 2), (128, 64, 8, 1)]
-
-
-class Runner:
-    def __init__(self, ceil: Ceilings, quick: bool) -> None:
-        self.ceil = ceil
-        self.quick = quick
-        self.rows: list[Row] = []
-
-    def add(self, row: Row, fn=None, graph_fns=None) -> Row:
-        try:
-            if graph_fns is not None:
-                row.ms = bench_graph_ms(graph_fns)
-            elif fn is not None:
-                row.ms = bench_ms(fn)
-        except Exception as exc:  # a failing variant (e.g. out of shared memory) is a result too
-            row.ms = None
-            row.note = (row.note + f" ERROR {type(exc).__name__}: {exc}")[:300]
-        row.finish(self.ceil)
-        self.rows.append(row)
-        print(row.line(), flush=True)
-        return row
 
 
 def _rand(*shape: int) -> torch.Tensor:
