@@ -11,6 +11,7 @@ import uuid
 import grpc
 import pytest
 
+from radixserve.common.wire.tokenizer import OWNER_HEADER, owner_ticket
 from radixserve.v1 import common_pb2, scheduler_pb2, scheduler_pb2_grpc, tokenizer_pb2
 from radixserve.v1 import tokenizer_pb2_grpc as tok_grpc
 from radixserve.worker.config import WorkerConfig
@@ -93,12 +94,16 @@ def test_abort_reaches_the_engine_that_has_the_request(pair, stub, loads) -> Non
     rid = f"abort-{uuid.uuid4().hex[:8]}"
     stream = stub.Generate(request("Count slowly:", 1000, rid), timeout=60)
     next(stream)
-    index = pool(pair).owner[rid]
+    # NOTE (issue 23): the request runs under a server rid; the client's rid names it for its
+    # owner alone, who proves it with the ticket Generate sent (no API key here).
+    ticket = owner_ticket(stream.initial_metadata())
+    (index,) = pool(pair).owner.values()
     assert loads()[index].running == 1
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         rest = ex.submit(list, stream)
-        assert stub.Abort(tokenizer_pb2.AbortRequest(rid=rid), timeout=5).found
+        md = ((OWNER_HEADER, ticket),)
+        assert stub.Abort(tokenizer_pb2.AbortRequest(rid=rid), timeout=5, metadata=md).found
         tail = rest.result(timeout=30)
     assert tail[-1].finish_reason == common_pb2.FINISH_REASON_ABORT
     assert wait_for(lambda: loads()[index].running == 0 and loads()[index].waiting == 0, 5)
-    assert rid not in pool(pair).owner and pool(pair).router.in_flight == [0, 0]
+    assert not pool(pair).owner and pool(pair).router.in_flight == [0, 0]

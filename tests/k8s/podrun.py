@@ -75,6 +75,25 @@ def to_loopback(text: str, names: list[str]) -> str:
     return text
 
 
+def mount_secrets(
+    docs: tuple[Doc, ...], spec: Doc, container: Doc, argv: list[str], logs: Path
+) -> list[str]:
+    """Secret volumes as the kubelet mounts them: each rendered Secret's ``stringData`` as files
+    in a directory of ours, and the args' paths under the mount rewritten to it."""
+    secrets = {d["metadata"]["name"]: d.get("stringData", {}) for d in by_kind(docs, "Secret")}
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        secret = volumes.get(mount["name"], {}).get("secret")
+        if secret is None:
+            continue
+        where = logs / "secrets" / secret["secretName"]
+        where.mkdir(parents=True, exist_ok=True)
+        for key, value in secrets.get(secret["secretName"], {}).items():
+            (where / key).write_text(value)
+        argv = [a.replace(mount["mountPath"], str(where)) for a in argv]
+    return argv
+
+
 def start(docs: tuple[Doc, ...], logs: Path) -> list[Proc]:
     names = cluster_names(docs)
     procs = []
@@ -93,6 +112,7 @@ def start(docs: tuple[Doc, ...], logs: Path) -> list[Proc]:
             env = {k: to_loopback(v, names) for k, v in container_env(docs, c, fields).items()}
             argv = [expand(a, env) for a in [*c["command"], *c.get("args", [])]]
             argv = [to_loopback(a, names) for a in argv]
+            argv = mount_secrets(docs, spec, c, argv, logs)
             if argv[0] != "python":
                 raise ValueError(
                     f"{pod}/{c['name']}: command {argv[0]!r} is not the image's python"

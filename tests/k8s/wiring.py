@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from radixserve.common.config import add_config_arguments, env_name
+from radixserve.common.security import SecurityConfig
 from radixserve.scheduler.config import SchedulerConfig
 from radixserve.tokenizer.config import TokenizerConfig
 from radixserve.worker.config import WorkerConfig
@@ -28,7 +29,20 @@ COMMON_ENV = {
 }
 EXTRA_ENV = {"radixserve.worker": {"RADIXSERVE_OPS"}}
 # Left unset on purpose (see k8s/base/config/worker.env).
-UNSET_ON_PURPOSE = {"RADIXSERVE_OPS", "RADIXSERVE_API_KEY"}
+UNSET_ON_PURPOSE = {
+    "RADIXSERVE_OPS",
+    "RADIXSERVE_API_KEY",
+    "RADIXSERVE_API_KEY_FILE",
+    # Security (every service, services/radixserve/common/security.py): secrets and their paths
+    # come per deployment; the manifests pass --auth-token-file (a mounted Secret).
+    "RADIXSERVE_TLS_CERT",
+    "RADIXSERVE_TLS_KEY",
+    "RADIXSERVE_TLS_CA",
+    "RADIXSERVE_TLS_SERVER_NAME",
+    "RADIXSERVE_AUTH_TOKEN",
+    "RADIXSERVE_AUTH_TOKEN_FILE",
+    "RADIXSERVE_ALLOW_UNAUTHENTICATED",
+}
 # NOTE: settings other branches add (issue 8: tensor parallel; issue 10: limits, drain, worker
 # recovery; issue 11: CORS). Their variables may sit in the ConfigMaps today (unread until those
 # branches land); their flags only in overlays that need the new code, never in cpu-demo.
@@ -47,6 +61,7 @@ def fields(module: str, pending: bool = False) -> set[str]:
     """The service's flag names (as field names), as its own parser builds them."""
     parser = argparse.ArgumentParser()
     add_config_arguments(parser, CONFIGS[module])
+    add_config_arguments(parser, SecurityConfig)  # every service parses both (run_service)
     names = {a.dest for a in parser._actions if a.dest != "help"}
     return names | (PENDING.get(module, set()) if pending else set())
 

@@ -61,9 +61,9 @@ def test_parse(fmt: str, text: str, names: list[str]) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["hermes", "llama3_json", "smollm2"])
-@pytest.mark.parametrize("single", [True, False])
-def test_call_grammars_compile(fmt: str, single: bool) -> None:
-    check_constraint(call_grammar(fmt, [FN, {**FN, "name": "g"}], single))
+@pytest.mark.parametrize("max_calls", [1, 2])
+def test_call_grammars_compile(fmt: str, max_calls: int) -> None:
+    check_constraint(call_grammar(fmt, [FN, {**FN, "name": "g"}], max_calls))
 
 
 def test_tools_reach_the_template() -> None:
@@ -178,15 +178,37 @@ def test_stream_sends_arguments_in_pieces_and_content_first() -> None:
     assert [d["index"] for d in deltas] == sorted(d["index"] for d in deltas)  # in order
 
 
-def test_stream_of_a_cut_call_is_a_prefix_and_parse_drops_it() -> None:
+def test_a_cut_call_is_the_same_streamed_or_not() -> None:
+    # Issue 25 item 1: a call cut by max_tokens was raw markup in a whole answer's content while
+    # a stream sent it as a call. Now both return the call with the arguments written so far
+    # and no markup as content.
     parser = ToolParser("hermes", {"f"})
     text = '<tool_call>{"name": "f", "arguments": {"x": [1, 2'
     content, deltas = _stream(parser, [text[:20], text[20:], ""])
-    assert _join(deltas)[0]["arguments"] == '{"x": [1, 2'
-    assert parser.parse(text) == (text, [])
+    assert _join(deltas)[0]["arguments"] == '{"x": [1, 2' and content == ""
+    whole, calls = parser.parse(text)
+    assert whole == "" and [c["function"]["arguments"] for c in calls] == ['{"x": [1, 2']
+    for fmt in ("hermes", "smollm2"):
+        for cut in ('<tool_call>[{"na', 'Hi <tool_call>{"name": "f"'[:-4]):
+            head = cut[: cut.index("<")]
+            assert ToolParser(fmt, {"f"}).parse(cut) == (head, [])
+            assert _stream(ToolParser(fmt, {"f"}), [cut[:5], cut[5:], ""]) == (head, [])
     for bad in ('{"x": }', '{"x": 1,}', '{"x" 1}', "[1 2]"):
         broken = f'<tool_call>{{"name": "f", "arguments": {bad}}}</tool_call>'
-        assert parser.parse(broken) == (broken, []), bad
+        assert parser.parse(broken) == ("", []), bad  # no markup as content (issue 25)
+
+
+def test_forced_calls_have_no_content_and_parallel_false_keeps_one() -> None:
+    forced = ToolParser("smollm2", {"f"}, max_calls=2, forced=True)
+    assert forced.parse("<tool_") == ("", [])
+    two = '<tool_call>[{"name": "f", "arguments": {}}, {"name": "f", "arguments": {"x": 1}}]'
+    assert len(ToolParser("smollm2", {"f"}).parse(two)[1]) == 2
+    one = ToolParser("smollm2", {"f"}, max_calls=1)
+    assert [c["function"]["arguments"] for c in one.parse(two)[1]] == ["{}"]
+    assert {d["index"] for d in _stream(one, [two[:30], two[30:], ""])[1]} == {0}
+    body = ToolRequest([{"role": "user", "content": "x"}], [{"type": "function", "function": FN}])
+    body.parallel_tool_calls = False
+    assert plan(body, None).parser.max_calls == 1  # type: ignore[union-attr]
 
 
 def test_grpc_chat_input_round_trips_to_the_openai_shapes() -> None:

@@ -74,6 +74,8 @@ class GenerateChunk:
     cached_tokens: int
     index: int = 0  # which sample, when the request asked for n > 1
     tool_calls: list[ToolCall] = field(default_factory=list)  # chat with tools: call pieces
+    # With top_logprobs: per token, the most likely tokens as {token id: logprob}.
+    top_logprobs: list[dict[int, float]] = field(default_factory=list)
 
     @classmethod
     def from_pb(cls, pb: tokenizer_pb2.GenerateResponse) -> GenerateChunk:
@@ -88,13 +90,18 @@ class GenerateChunk:
             cached_tokens=pb.usage.cached_tokens,
             index=pb.index,
             tool_calls=[ToolCall.from_pb(c) for c in pb.tool_calls],
+            top_logprobs=[dict(zip(t.token_ids, t.logprobs, strict=True)) for t in pb.top_logprobs],
         )
 
 
 @dataclass
 class Completion:
     """A whole generation, gathered from its chunks (with tools: ``text`` is the content and
-    ``tool_calls`` the calls, ``finish_reason`` ``"tool_calls"`` when it made some)."""
+    ``tool_calls`` the calls, ``finish_reason`` ``"tool_calls"`` when it made some).
+
+    With ``n`` samples, ``choices`` holds one Completion per sample (by ``index``) and this one's
+    fields are the first sample's; with one, ``choices`` is ``[self]``.
+    """
 
     rid: str = ""
     text: str = ""
@@ -105,12 +112,32 @@ class Completion:
     completion_tokens: int = 0
     cached_tokens: int = 0
     tool_calls: list[ToolCall] = field(default_factory=list)
+    top_logprobs: list[dict[int, float]] = field(default_factory=list)
+    index: int = 0
+    choices: list[Completion] = field(default_factory=list, repr=False, compare=False)
+
+    @classmethod
+    def gather(cls, chunks: Iterable[GenerateChunk]) -> Completion:
+        """The completion of a stream of chunks, its samples apart."""
+        by_index: dict[int, Completion] = {}
+        for chunk in chunks:
+            by_index.setdefault(chunk.index, cls(index=chunk.index)).add(chunk)
+        return cls.of(by_index)
+
+    @classmethod
+    def of(cls, by_index: dict[int, Completion]) -> Completion:
+        """The first sample's completion, holding every sample's in ``choices``."""
+        choices = [by_index[i] for i in sorted(by_index)] or [cls()]
+        choices[0].choices = choices
+        return choices[0]
 
     def add(self, chunk: GenerateChunk) -> None:
+        """Adds a chunk of this sample (a stream of n samples: see :meth:`gather`)."""
         self.rid = chunk.rid or self.rid
         self.text += chunk.text
         self.token_ids += chunk.token_ids
         self.logprobs += chunk.logprobs
+        self.top_logprobs += chunk.top_logprobs
         self.finish_reason = chunk.finish_reason or self.finish_reason
         self.prompt_tokens = chunk.prompt_tokens or self.prompt_tokens
         self.completion_tokens = chunk.completion_tokens or self.completion_tokens

@@ -31,6 +31,7 @@ from radixserve.client.messages import (
 )
 from radixserve.common.types import ModelInfo
 from radixserve.common.wire import common as wire
+from radixserve.common.wire.tokenizer import OWNER_HEADER, owner_ticket
 from radixserve.v1 import tokenizer_pb2, tokenizer_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -80,12 +81,14 @@ class RadixClient:
         timeout: float = 300.0,
         unary_timeout: float = 10.0,
         retries: int = 4,
+        api_key: str | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
         self.unary_timeout = unary_timeout
         self.channel = grpc.insecure_channel(address, options=channel_options(retries))
         self.stub = tokenizer_pb2_grpc.TokenizerServiceStub(self.channel)
+        self._owners = _Owners(api_key)
 
     def generate(
         self,
@@ -99,11 +102,13 @@ class RadixClient:
     ) -> Iterator[GenerateChunk]:
         """Streams a generation from text, chat messages or token ids (exactly one)."""
         req = generate_request(prompt, messages=messages, token_ids=token_ids, rid=rid, **sampling)
-        call = self.stub.Generate(req, timeout=timeout or self.timeout)
+        call = self.stub.Generate(req, timeout=timeout or self.timeout, metadata=self._owners.md)
         try:
+            self._owners.started(rid, call.initial_metadata())
             for resp in call:
                 yield GenerateChunk.from_pb(resp)
         finally:
+            self._owners.ended(rid)
             call.cancel()  # no-op once finished; aborts the request when left early
 
     def chat(self, messages: Iterable[Message], **kwargs: Any) -> Completion:
@@ -116,26 +121,28 @@ class RadixClient:
 
     @staticmethod
     def _gather(chunks: Iterable[GenerateChunk]) -> Completion:
-        out = Completion()
-        for chunk in chunks:
-            out.add(chunk)
-        return out
+        return Completion.gather(chunks)  # n samples: out.choices[i]
 
     def tokenize(self, text: str, add_special_tokens: bool = True) -> list[int]:
         req = tokenizer_pb2.TokenizeRequest(text=text, add_special_tokens=add_special_tokens)
-        return list(self.stub.Tokenize(req, timeout=self.unary_timeout).ids)
+        return list(
+            self.stub.Tokenize(req, timeout=self.unary_timeout, metadata=self._owners.md).ids
+        )
 
     def detokenize(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         req = tokenizer_pb2.DetokenizeRequest(ids=ids, skip_special_tokens=skip_special_tokens)
-        return self.stub.Detokenize(req, timeout=self.unary_timeout).text
+        return self.stub.Detokenize(req, timeout=self.unary_timeout, metadata=self._owners.md).text
 
     def model_info(self) -> ServedModel:
         req = tokenizer_pb2.GetModelInfoRequest()
-        return _served(self.stub.GetModelInfo(req, timeout=self.unary_timeout))
+        return _served(
+            self.stub.GetModelInfo(req, timeout=self.unary_timeout, metadata=self._owners.md)
+        )
 
     def abort(self, rid: str) -> bool:
         req = tokenizer_pb2.AbortRequest(rid=rid)
-        return self.stub.Abort(req, timeout=self.unary_timeout).found
+        md = self._owners.for_abort(rid)
+        return self.stub.Abort(req, timeout=self.unary_timeout, metadata=md).found
 
     def close(self) -> None:
         self.channel.close()
@@ -157,12 +164,14 @@ class AsyncRadixClient:
         timeout: float = 300.0,
         unary_timeout: float = 10.0,
         retries: int = 4,
+        api_key: str | None = None,
     ) -> None:
         self.address = address
         self.timeout = timeout
         self.unary_timeout = unary_timeout
         self.channel = grpc.aio.insecure_channel(address, options=channel_options(retries))
         self.stub = tokenizer_pb2_grpc.TokenizerServiceStub(self.channel)
+        self._owners = _Owners(api_key)
 
     async def generate(
         self,
@@ -176,11 +185,13 @@ class AsyncRadixClient:
     ) -> AsyncIterator[GenerateChunk]:
         """Streams a generation from text, chat messages or token ids (exactly one)."""
         req = generate_request(prompt, messages=messages, token_ids=token_ids, rid=rid, **sampling)
-        call = self.stub.Generate(req, timeout=timeout or self.timeout)
+        call = self.stub.Generate(req, timeout=timeout or self.timeout, metadata=self._owners.md)
         try:
+            self._owners.started(rid, await call.initial_metadata())
             async for resp in call:
                 yield GenerateChunk.from_pb(resp)
         finally:
+            self._owners.ended(rid)
             call.cancel()
 
     async def chat(self, messages: Iterable[Message], **kwargs: Any) -> Completion:
@@ -193,26 +204,35 @@ class AsyncRadixClient:
 
     @staticmethod
     async def _gather(chunks: AsyncIterator[GenerateChunk]) -> Completion:
-        out = Completion()
+        by_index: dict[int, Completion] = {}
         async for chunk in chunks:
-            out.add(chunk)
-        return out
+            by_index.setdefault(chunk.index, Completion(index=chunk.index)).add(chunk)
+        return Completion.of(by_index)  # n samples: out.choices[i]
 
     async def tokenize(self, text: str, add_special_tokens: bool = True) -> list[int]:
         req = tokenizer_pb2.TokenizeRequest(text=text, add_special_tokens=add_special_tokens)
-        return list((await self.stub.Tokenize(req, timeout=self.unary_timeout)).ids)
+        return list(
+            (
+                await self.stub.Tokenize(req, timeout=self.unary_timeout, metadata=self._owners.md)
+            ).ids
+        )
 
     async def detokenize(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         req = tokenizer_pb2.DetokenizeRequest(ids=ids, skip_special_tokens=skip_special_tokens)
-        return (await self.stub.Detokenize(req, timeout=self.unary_timeout)).text
+        return (
+            await self.stub.Detokenize(req, timeout=self.unary_timeout, metadata=self._owners.md)
+        ).text
 
     async def model_info(self) -> ServedModel:
         req = tokenizer_pb2.GetModelInfoRequest()
-        return _served(await self.stub.GetModelInfo(req, timeout=self.unary_timeout))
+        return _served(
+            await self.stub.GetModelInfo(req, timeout=self.unary_timeout, metadata=self._owners.md)
+        )
 
     async def abort(self, rid: str) -> bool:
         req = tokenizer_pb2.AbortRequest(rid=rid)
-        return (await self.stub.Abort(req, timeout=self.unary_timeout)).found
+        md = self._owners.for_abort(rid)
+        return (await self.stub.Abort(req, timeout=self.unary_timeout, metadata=md)).found
 
     async def close(self) -> None:
         await self.channel.close()
@@ -222,3 +242,26 @@ class AsyncRadixClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class _Owners:
+    """The caller's credentials on every call (the front door's API key, when it has one) and
+    the owner ticket of each running request started under a rid of the caller's choosing: an
+    Abort of that rid carries it (without a key, only the ticket proves the request is ours)."""
+
+    def __init__(self, api_key: str | None) -> None:
+        self.md: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {api_key}"),) if api_key else ()
+        )
+        self._tickets: dict[str, str] = {}
+
+    def started(self, rid: str, initial_metadata: Any) -> None:
+        if rid:
+            self._tickets[rid] = owner_ticket(initial_metadata)
+
+    def ended(self, rid: str) -> None:
+        self._tickets.pop(rid, None)
+
+    def for_abort(self, rid: str) -> tuple[tuple[str, str], ...]:
+        ticket = self._tickets.get(rid.partition("#")[0], "")
+        return self.md + (((OWNER_HEADER, ticket),) if ticket else ())

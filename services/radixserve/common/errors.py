@@ -29,6 +29,15 @@ class Overloaded(RequestError):
     http_status = 429
 
 
+# The start of the error a scheduler ends a request with when its own queue is full (issue 23):
+# the front door answers it as Overloaded (429 / RESOURCE_EXHAUSTED), not as a failed engine.
+SCHEDULER_OVERLOADED = "scheduler overloaded"
+
+
+def is_overloaded(error: str) -> bool:
+    return error.startswith(SCHEDULER_OVERLOADED)
+
+
 class Unavailable(RequestError):
     code = "UNAVAILABLE"
     http_status = 503

@@ -10,12 +10,19 @@ a peer is made by :func:`make_channel` and every gRPC port is opened by :func:`a
   the ``x-radixserve-token`` header and internal servers refuse calls without it
   (UNAUTHENTICATED), health checks excepted so that probes keep working.
 
-The front door is public (``public=True``): TLS without client certificates and no shared token.
+The front door is public (``public=True``): TLS without client certificates and no shared token;
+with an API key it requires ``authorization: Bearer <key>`` instead (:class:`ApiKeyInterceptor`,
+the same rule as the HTTP API's, :func:`bearer_matches`).
+
+An internal port bound beyond loopback without the token or mTLS refuses to start
+(:func:`check_exposure`) unless ``allow_unauthenticated`` is set: anyone who reaches an open
+worker or scheduler can replace sessions, flush caches or queue work past the front door.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -50,6 +57,13 @@ class SecurityConfig:
     )
     auth_token: str = field(default="", metadata={"help": "shared token between services"})
     auth_token_file: str = field(default="", metadata={"help": "file holding the shared token"})
+    allow_unauthenticated: bool = field(
+        default=False,
+        metadata={
+            "help": "let an internal port bound beyond loopback start without the shared token "
+            "or mTLS (anyone who reaches it can drive the engine)"
+        },
+    )
 
     @property
     def token(self) -> str:
@@ -63,6 +77,11 @@ class SecurityConfig:
     @property
     def tls(self) -> bool:
         return bool(self.tls_cert and self.tls_key)
+
+    @property
+    def authenticated(self) -> bool:
+        """Internal callers must prove themselves: a shared token, or client certificates."""
+        return bool(self.token) or (self.tls and bool(self.tls_ca))
 
 
 _current = SecurityConfig()
@@ -186,6 +205,69 @@ def make_channel(
 # ---- servers -------------------------------------------------------------------------------
 
 
+def is_loopback(address: str) -> bool:
+    """Whether ``host:port`` binds loopback only (``localhost``, 127.0.0.0/8, ``::1``)."""
+    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name or an empty host (all interfaces): not loopback
+
+
+class Unprotected(ValueError):
+    """An internal port would open beyond loopback without authentication."""
+
+
+def check_exposure(name: str, address: str, cfg: SecurityConfig | None = None) -> None:
+    """Raises :class:`Unprotected` when internal service ``name`` would bind ``address`` beyond
+    loopback with neither the shared token nor mTLS, unless ``allow_unauthenticated``."""
+    cfg = cfg or _current
+    if is_loopback(address) or cfg.authenticated:
+        return
+    if cfg.allow_unauthenticated:
+        logger.warning("internal port open without authentication", extra={"kv": {"a": address}})
+        return
+    raise Unprotected(
+        f"{name}: refusing to serve {address} (beyond loopback) without authentication: set "
+        "--auth-token-file (or RADIXSERVE_AUTH_TOKEN / --auth-token) on every service, or mTLS "
+        "(--tls-cert, --tls-key, --tls-ca), or pass --allow-unauthenticated on purpose"
+    )
+
+
+def bearer_matches(header: str | bytes, key: str) -> bool:
+    """``Authorization: Bearer <key>`` with the scheme in any case, in constant time (RFC 7235:
+    auth schemes are case-insensitive)."""
+    text = header.decode("latin-1") if isinstance(header, bytes) else header
+    scheme, _, given = text.strip().partition(" ")
+    ok_scheme = scheme.lower() == "bearer"
+    return hmac.compare_digest(given.strip().encode(), key.encode()) and ok_scheme
+
+
+class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
+    """The front door's API key on gRPC: every call but health checks needs ``authorization:
+    Bearer <key>`` in its metadata (UNAUTHENTICATED otherwise), as the HTTP API does."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        if details.method.startswith(_OPEN_PREFIXES) or self._valid(details):
+            return await continuation(details)
+        return _refuse(await continuation(details), "invalid or missing API key")
+
+    def _valid(self, details: grpc.HandlerCallDetails) -> bool:
+        for key, value in details.invocation_metadata or ():
+            if key == "authorization":
+                return bearer_matches(value, self.key)
+        return False
+
+
 class TokenCheckInterceptor(grpc.aio.ServerInterceptor):
     """Refuses every call but health checks that lacks the shared token (UNAUTHENTICATED)."""
 
@@ -200,7 +282,7 @@ class TokenCheckInterceptor(grpc.aio.ServerInterceptor):
         if details.method.startswith(_OPEN_PREFIXES) or self._valid(details):
             return await continuation(details)
         logger.warning("call without a valid token refused", extra={"kv": {"m": details.method}})
-        return _refuse(await continuation(details))
+        return _refuse(await continuation(details), "missing or wrong service token")
 
     def _valid(self, details: grpc.HandlerCallDetails) -> bool:
         for key, value in details.invocation_metadata or ():
@@ -210,13 +292,13 @@ class TokenCheckInterceptor(grpc.aio.ServerInterceptor):
         return False
 
 
-def _refuse(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | None:
+def _refuse(handler: grpc.RpcMethodHandler | None, why: str) -> grpc.RpcMethodHandler | None:
     """A handler of the same shape as ``handler`` that aborts UNAUTHENTICATED."""
     if handler is None:
         return None
 
     async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong service token")
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
 
     kind = (
         "stream_stream"
@@ -235,10 +317,13 @@ def _refuse(handler: grpc.RpcMethodHandler | None) -> grpc.RpcMethodHandler | No
     )
 
 
-def server_interceptors(public: bool, cfg: SecurityConfig | None = None) -> list:
+def server_interceptors(public: bool, cfg: SecurityConfig | None = None, api_key: str = "") -> list:
+    """The token check of an internal port; the API key check of the front door (when set)."""
     cfg = cfg or _current
+    if public:
+        return [ApiKeyInterceptor(api_key)] if api_key else []
     token = cfg.token
-    return [] if public or not token else [TokenCheckInterceptor(token)]
+    return [TokenCheckInterceptor(token)] if token else []
 
 
 def add_port(

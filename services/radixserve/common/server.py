@@ -42,8 +42,9 @@ class RunningService(Protocol):
 class ServiceServer:
     """One grpc.aio server with health and reflection for the given full service names.
 
-    ``public`` (the front door): TLS without client certificates and no shared token; internal
-    servers (the default) get both when configured (see :mod:`radixserve.common.security`).
+    ``public`` (the front door): TLS without client certificates and no shared token, but
+    ``api_key`` when given; internal servers (the default) get both when configured and refuse
+    to bind beyond loopback with neither (see :mod:`radixserve.common.security`).
     """
 
     def __init__(
@@ -54,12 +55,18 @@ class ServiceServer:
         registry: CollectorRegistry | None = None,
         public: bool = False,
         options: list[tuple[str, object]] | None = None,
+        api_key: str = "",
     ) -> None:
+        if not public:
+            security.check_exposure(name, address)  # NOTE: before anything binds
         self.name = name
         self.address = address
         self.public = public
         self.service_names = list(service_names)
-        interceptors = [*security.server_interceptors(public), LoggingInterceptor()]
+        interceptors = [
+            *security.server_interceptors(public, api_key=api_key),
+            LoggingInterceptor(),
+        ]
         if registry is not None:  # the service's metrics registry: gRPC server metrics go there
             interceptors.append(MetricsInterceptor(registry))
         self.server = grpc.aio.server(options=options or GRPC_OPTIONS, interceptors=interceptors)
@@ -131,11 +138,16 @@ def run_service(
         await running.stop()
 
     factory = loop_factory(getattr(cfg, "event_loop", "asyncio"))
-    if factory is None or sys.version_info < (3, 11):
-        asyncio.run(serve())
-    else:
-        with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(serve())
+    try:
+        if factory is None or sys.version_info < (3, 11):
+            asyncio.run(serve())
+        else:
+            with asyncio.Runner(loop_factory=factory) as runner:
+                runner.run(serve())
+    except security.Unprotected as exc:
+        # NOTE: a refusal to open, not a crash: one clear line and exit status 1, no traceback.
+        logger.error("refusing to start", extra={"kv": {"why": str(exc)}})
+        raise SystemExit(f"error: {exc}") from None
 
 
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")

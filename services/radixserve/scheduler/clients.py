@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from radixserve.common.grpc_util import require_address, wait_until_ready
 from radixserve.common.security import make_channel
@@ -33,6 +34,7 @@ class WorkerClient:
         self.address = require_address(address, "worker")
         self.channel = make_channel(self.address, extra_options=_RECONNECT_OPTIONS)
         self.stub = worker_pb2_grpc.WorkerServiceStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
 
     async def wait_ready(self, timeout: float) -> None:
         await wait_until_ready(self.channel, f"worker at {self.address}", timeout)
@@ -40,6 +42,16 @@ class WorkerClient:
     async def get_info(self, timeout: float = 10.0) -> ModelInfo:
         resp = await self.stub.GetWorkerInfo(worker_pb2.GetWorkerInfoRequest(), timeout=timeout)
         return model_info_from_pb(resp.info)
+
+    async def answers(self, timeout: float) -> bool:
+        """Whether the worker process answers its liveness check within ``timeout`` (a stopped
+        or hung worker does not; a draining one still does)."""
+        req = health_pb2.HealthCheckRequest(service="liveness")
+        try:
+            await self.health.Check(req, timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return False
+        return True
 
     def open_stream(self) -> ForwardStream:
         """The step stream; it lives as long as the worker session, so it has no deadline."""

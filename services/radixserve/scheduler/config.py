@@ -37,12 +37,29 @@ class SchedulerConfig:
         default=30.0,
         metadata={"help": "on SIGTERM, how long running and queued requests may finish"},
     )
+    max_waiting_requests: int = field(
+        default=1024,
+        metadata={
+            "help": "queued requests (all tokenizers together) beyond which new ones are "
+            "refused as overloaded (0: no bound)"
+        },
+    )
+    worker_probe_timeout_seconds: float = field(
+        default=10.0,
+        metadata={
+            "help": "a worker that does not answer its readiness check within this makes this "
+            "scheduler NOT_SERVING until it answers again (0: no probes)"
+        },
+    )
     core: SchedulerCoreConfig = field(default_factory=SchedulerCoreConfig)
 
     def __post_init__(self) -> None:
         for name in ("worker_wait_seconds", "step_timeout_seconds", "reconnect_max_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+        for name in ("max_waiting_requests", "worker_probe_timeout_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.drain_seconds < 0:
             raise ValueError(f"drain_seconds: must be >= 0, got {self.drain_seconds}")
 

@@ -51,6 +51,9 @@ class LoopConfig:
     reconnect_min: float = 0.2  # backoff between reconnect attempts, doubling up to the max
     reconnect_max: float = 5.0
     ready_timeout: float = 5.0  # one reconnect attempt waits this long for the worker's readiness
+    max_waiting: int = 0  # queued requests beyond which new ones are refused; 0: no bound
+    probe_every: float = 1.0  # how often the worker's readiness is checked while connected
+    probe_timeout: float = 0.0  # a worker not answering within this is a hang; 0: no probes
 
 
 @dataclass

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from radixserve.common.aio import wait_while
+from radixserve.common.errors import SCHEDULER_OVERLOADED
 from radixserve.common.outputs import FinishReason, Outputs, RequestOutput
 from radixserve.common.types import ModelInfo, StepOutput
 from radixserve.scheduler.engine_io import (
@@ -110,6 +111,11 @@ class EngineLoop:
                     raise WorkerGone(self.down_reason)
                 if rid in client.rids:
                     raise ValueError(f"rid: {rid!r} is already running")
+                if self.cfg.max_waiting and len(self.core.waiting) >= self.cfg.max_waiting:
+                    raise ValueError(
+                        f"{SCHEDULER_OVERLOADED}: {len(self.core.waiting)} requests waiting "
+                        f"(max_waiting_requests={self.cfg.max_waiting})"
+                    )
                 req.rid = client.key(rid)
                 self.core.add_request(req)
             except (ValueError, WorkerGone) as exc:
@@ -202,6 +208,7 @@ class EngineLoop:
             assert self.core is not None  # NOTE: connect() built it (or the loop went round)
             stream = self.worker.open_stream()
             await self._set_ready(True)
+            watch = asyncio.create_task(self._watch_worker(), name="worker-probe")
             try:
                 await self._drive(self.core, stream)
             except StepRejected as exc:
@@ -210,7 +217,27 @@ class EngineLoop:
                 self._worker_lost(exc)
                 await self._set_ready(False)
             finally:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
                 stream.close()
+
+    async def _watch_worker(self) -> None:
+        """While connected: a worker that does not answer within ``probe_timeout`` (stopped,
+        hung, its event loop blocked) makes readiness NOT_SERVING until it answers again; the
+        stream stays (a step in flight still has ``step_timeout``)."""
+        answers = getattr(self.worker, "answers", None)
+        if not self.cfg.probe_timeout or answers is None:
+            return
+        hung = False
+        while True:
+            await asyncio.sleep(self.cfg.probe_every)
+            ok = await answers(self.cfg.probe_timeout)
+            if ok == hung:  # a change either way
+                hung = not ok
+                level = logging.ERROR if hung else logging.INFO
+                logger.log(level, "worker " + ("not answering" if hung else "answers again"))
+                self.down_reason = f"worker unavailable: no answer in {self.cfg.probe_timeout:g} s"
+                await self._set_ready(ok)
 
     async def _drive(self, core: Scheduler, stream: StepStream) -> None:
         self._in_flight.clear()

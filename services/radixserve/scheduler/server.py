@@ -26,6 +26,7 @@ from radixserve.scheduler.scheduler import Scheduler
 from radixserve.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 logger = logging.getLogger(__name__)
+MAX_RID_BYTES = 256
 SERVICE = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
 
 
@@ -86,6 +87,11 @@ class SchedulerServicer(EngineProfileRPCs, scheduler_pb2_grpc.SchedulerServiceSe
             elif kind == "add":
                 reqs = []
                 for pb in msg.add.requests:
+                    if len(pb.rid.encode()) > MAX_RID_BYTES:
+                        # NOTE: not echoed back (it is the oversized part): the front door's
+                        # rids are 32 characters, so only a rogue client sends these.
+                        loop.refuse(client, pb.rid[:MAX_RID_BYTES], "rid: too long", 0)
+                        continue
                     try:
                         reqs.append(wire.request_from_pb(pb, Request))
                     except ValueError as exc:
@@ -193,7 +199,10 @@ async def start_scheduler(cfg: SchedulerConfig) -> RunningScheduler:
         lambda s: scheduler_pb2_grpc.add_SchedulerServiceServicer_to_server(servicer, s)
     )
     loop_cfg = LoopConfig(
-        step_timeout=cfg.step_timeout_seconds, reconnect_max=cfg.reconnect_max_seconds
+        step_timeout=cfg.step_timeout_seconds,
+        reconnect_max=cfg.reconnect_max_seconds,
+        max_waiting=cfg.max_waiting_requests,
+        probe_timeout=cfg.worker_probe_timeout_seconds,
     )
     loop = EngineLoop(
         worker, lambda info: build_core(cfg, info), metrics, loop_cfg, on_ready=server.set_ready

@@ -22,6 +22,9 @@ from radixserve.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 logger = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 5.0
+# Readiness checks in a row that get no answer before the link counts the scheduler as hung
+# (NOT_SERVING): one late answer is a busy machine, two (about 2 x (5 + 1) s) a stopped peer.
+PROBE_MISSES = 2
 
 
 class OutputSink(Protocol):
@@ -185,10 +188,16 @@ class SchedulerLink:
         return True
 
     async def _probe(self) -> None:
-        """While the stream is open, follows the scheduler's readiness (its worker may be down)."""
+        """While the stream is open, follows the scheduler's readiness (its worker may be down);
+        ``PROBE_MISSES`` checks in a row without an answer count as NOT_SERVING (a hang)."""
+        misses = 0
         while True:
             await asyncio.sleep(self.probe_seconds)
             serving = await self._check()
+            misses = misses + 1 if serving is None else 0
+            if serving is None and misses >= PROBE_MISSES:
+                self.down_reason = f"scheduler unavailable: no answer in {PROBE_TIMEOUT_S:g} s"
+                serving = False
             if serving is not None:
                 self._set(serving=serving)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from radixserve.common.types import DEFAULT_MAX_NEW_TOKENS
@@ -54,13 +55,21 @@ class TokenizerConfig:
         default=0, metadata={"help": "prompt tokens per request (0: the model's context)"}
     )
     request_timeout_seconds: float = field(
-        default=0.0, metadata={"help": "abort a request running longer than this (0: never)"}
+        default=600.0,
+        metadata={"help": "abort a request running longer than this (0: never; default 10 min)"},
     )
     drain_seconds: float = field(
         default=30.0, metadata={"help": "on SIGTERM, how long in-flight requests may finish"}
     )
     api_key: str = field(
-        default="", metadata={"help": "HTTP API key (Authorization: Bearer); empty = none"}
+        default="",
+        metadata={
+            "help": "API key of both doors (HTTP header / gRPC metadata authorization: Bearer "
+            "<key>); empty = none. Prefer api_key_file or the variable: flags show in ps"
+        },
+    )
+    api_key_file: str = field(
+        default="", metadata={"help": "file holding the API key (e.g. a mounted Secret)"}
     )
     allowed_origins: str = field(
         default="", metadata={"help": "comma-separated CORS origins of the HTTP API (* = any)"}
@@ -78,3 +87,21 @@ class TokenizerConfig:
             "help": "the tokenizer's asyncio loop: uvloop, asyncio, or auto (uvloop when installed)"
         },
     )
+
+    def __post_init__(self) -> None:
+        if self.api_key and self.api_key_file:
+            raise ValueError("api_key and api_key_file: set one, not both")
+
+    def with_api_key(self) -> TokenizerConfig:
+        """This config with ``api_key`` read from ``api_key_file`` when one is given (fails
+        at start-up on a missing or empty file)."""
+        if not self.api_key_file:
+            return self
+        try:
+            with open(self.api_key_file, encoding="utf-8") as f:
+                key = f.read().strip()
+        except OSError as exc:
+            raise ValueError(f"api_key_file: cannot read {self.api_key_file!r}: {exc}") from exc
+        if not key:
+            raise ValueError(f"api_key_file: {self.api_key_file!r} is empty")
+        return dataclasses.replace(self, api_key=key, api_key_file="")

@@ -61,7 +61,7 @@ class ProfileBody(BaseModel):
     """Body of ``POST /start_profile`` (all optional)."""
 
     model_config = ConfigDict(extra="forbid")
-    output_dir: str = ""  # on the worker's machine; default $RADIXSERVE_PROFILE_DIR or /tmp/...
+    output_dir: str = ""  # a plain name under the worker's --profile-dir (empty: that dir)
     num_steps: int = Field(0, ge=0)  # stop by itself after this many steps (0: on /stop_profile)
     record_shapes: bool = False
 
@@ -70,6 +70,7 @@ _HTTP = {
     grpc.StatusCode.FAILED_PRECONDITION: 409,
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
 }
 
 
@@ -90,11 +91,20 @@ async def _each_engine(frontend: Any, call: Any) -> JSONResponse:
     return JSONResponse({"engines": engines})
 
 
-def _router(frontend: Any) -> APIRouter:
+_NO_ADMIN = (
+    "profiling is an admin endpoint: start the server with an API key (--api-key-file, "
+    "RADIXSERVE_API_KEY) and send it"
+)
+
+
+def _router(frontend: Any, admin: bool) -> APIRouter:
+    """The profiling routes; ``admin``: the API key guards them (else they answer 403)."""
     router = APIRouter()
 
     @router.post("/start_profile")
     async def start_profile(body: ProfileBody | None = None) -> JSONResponse:
+        if not admin:
+            return JSONResponse({"error": {"message": _NO_ADMIN, "code": 403}}, 403)
         body = body or ProfileBody()
         profile = worker_pb2.StartProfileRequest(
             output_dir=body.output_dir, num_steps=body.num_steps, record_shapes=body.record_shapes
@@ -109,6 +119,9 @@ def _router(frontend: Any) -> APIRouter:
 
     @router.post("/stop_profile")
     async def stop_profile() -> JSONResponse:
+        if not admin:
+            return JSONResponse({"error": {"message": _NO_ADMIN, "code": 403}}, 403)
+
         async def call(stub: Any) -> dict:
             req = scheduler_pb2.StopEngineProfileRequest()
             resp = await stub.StopEngineProfile(req, timeout=120)
@@ -119,8 +132,11 @@ def _router(frontend: Any) -> APIRouter:
     return router
 
 
-def mount(app: Any, metrics: TokenizerMetrics, frontend: object = None) -> None:
-    """Installs the metrics middleware and the profiling routes on the FastAPI ``app``."""
+def mount(
+    app: Any, metrics: TokenizerMetrics, frontend: object = None, admin: bool = False
+) -> None:
+    """Installs the metrics middleware and the profiling routes on the FastAPI ``app``
+    (``admin``: an API key guards the app; without one profiling answers 403, issue 23)."""
     app.add_middleware(_MetricsMiddleware, metrics=metrics)
     if frontend is not None:
-        app.include_router(_router(frontend))
+        app.include_router(_router(frontend, admin))

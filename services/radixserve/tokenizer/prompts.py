@@ -36,6 +36,12 @@ class GenerateInput:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class ContextLengthExceeded(InvalidArgument):
+    """The prompt, or it and max_tokens, do not fit the context (OpenAI's error code below)."""
+
+    openai_code = "context_length_exceeded"
+
+
 class PromptBuilder:
     """Turns text, chat messages or ids plus sampling into a validated :class:`GenerateInput`."""
 
@@ -97,15 +103,19 @@ class PromptBuilder:
         validate_sampling(sampling)
         if sampling.constraint is not None:
             check_constraint(sampling.constraint)
+        vocab = self.info.vocab_size
+        bad = next((t for t, _ in sampling.logit_bias if not 0 <= t < vocab), None)
+        if bad is not None:  # NOTE: the HTTP API checks it too; the gRPC API only here
+            raise InvalidArgument(f"key {bad} is not a token id in [0, {vocab})", "logit_bias")
         room = self.info.max_context_len - len(ids)
         if room < 1:
-            raise InvalidArgument(
+            raise ContextLengthExceeded(
                 f"{len(ids)} tokens, longer than the context ({self.info.max_context_len})",
                 field_name,
             )
         if sampling.max_new_tokens > room:
             if max_tokens_given:
-                raise InvalidArgument(
+                raise ContextLengthExceeded(
                     f"{sampling.max_new_tokens} + {len(ids)} prompt tokens exceed the context "
                     f"({self.info.max_context_len})",
                     "max_tokens",

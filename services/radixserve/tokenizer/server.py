@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -11,7 +13,7 @@ import grpc
 from prometheus_client import Gauge
 
 from radixserve.common.aio import wait_while
-from radixserve.common.errors import InvalidArgument, RequestError
+from radixserve.common.errors import InvalidArgument, RequestError, is_overloaded
 from radixserve.common.grpc_util import abort_with
 from radixserve.common.metrics import serve_metrics
 from radixserve.common.model_source import resolve_model
@@ -19,6 +21,7 @@ from radixserve.common.server import GRPC_OPTIONS, MAX_MESSAGE_BYTES, ServiceSer
 from radixserve.common.vocab.loading import load_tokenizer
 from radixserve.common.wire import common as wire
 from radixserve.common.wire import tokenizer as chat_wire
+from radixserve.common.wire.tokenizer import OWNER_HEADER
 from radixserve.tokenizer import tool_calls
 from radixserve.tokenizer.config import TokenizerConfig
 from radixserve.tokenizer.frontend import Frontend
@@ -40,7 +43,11 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
     def __init__(self, frontend: Frontend, metrics: TokenizerMetrics) -> None:
         self.fe = frontend
         self.serving = Serving(frontend.manager, metrics)
-        self.owners: dict[str, str] = {}  # running rid -> the peer (connection) that started it
+        # NOTE (ownership, issue 23): every request runs under a fresh server rid; a client's
+        # own rid is a name inside its caller's namespace, so a live rid of another caller is
+        # never seen (no "already running" oracle) and only its owner can abort it.
+        self.owners: dict[str, _Owner] = {}  # server rid -> who started it
+        self.named: dict[tuple[str, str], str] = {}  # (owner key, client rid) -> server rid
 
     def _input(self, request: tokenizer_pb2.GenerateRequest) -> tuple[GenerateInput, ChatPlan]:
         """The request to run, and its chat's tool plan (the HTTP API's, through the same
@@ -69,7 +76,7 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
         req = b.build(
             ids,
             sampling,
-            rid=request.rid,
+            rid="",  # NOTE: always a server rid; Generate maps the client's (ownership)
             stop=list(sp.stop),
             max_tokens_given=sp.HasField("max_new_tokens"),
             field_name=kind,
@@ -83,24 +90,53 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
     async def Generate(
         self, request: tokenizer_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[tokenizer_pb2.GenerateResponse]:
+        owner = _Owner(_identity(context), secrets.token_hex(16))
+        name = (owner.key, request.rid)
         try:
+            _check_rid(request.rid)
+            if request.rid and name in self.named:
+                # Only the same API key can get here (anonymous owners never share a key).
+                raise InvalidArgument(f"rid: {request.rid!r} is already running", "rid")
             self.fe.manager.check_accepting()
             n = check_n(request.n) if request.HasField("n") else 1
             req, chat = await self.fe.offload(request.ByteSize(), self._input, request)
             chunks = self.serving.generate([req], n, chat.parser)
         except (ValueError, RequestError) as exc:
             await abort_with(context, exc)
-        self.owners[req.rid] = context.peer()
+        shown = request.rid or req.rid
+        self.owners[req.rid] = owner
+        if request.rid:
+            self.named[name] = req.rid
+        await context.send_initial_metadata(((OWNER_HEADER, owner.ticket),))
         # NOTE: a client that cancels (or whose deadline passes) cancels this coroutine; closing
         # the stream aborts the request upstream.
+        held: dict[int, Chunk] = {}  # per choice: a tool stream's chunk that told nothing yet
         try:
             async for chunk in chunks:
-                yield _response(req.rid, chunk)
+                if _says_nothing(chunk):
+                    # NOTE: its ids and logprobs go with the choice's next message instead.
+                    if chunk.index in held:
+                        held[chunk.index].merge(chunk)
+                    else:
+                        held[chunk.index] = chunk
+                    continue
+                before = held.pop(chunk.index, None)
+                if before is not None:
+                    before.merge(chunk)
+                    before.tool_calls = chunk.tool_calls  # type: ignore[attr-defined]
+                    chunk = before
+                yield _response(shown, chunk)
                 if chunk.finish_reason == "error":
-                    # The last message carries the error too; the status says UNAVAILABLE.
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, chunk.error)
+                    # The last message carries the error too; the status says UNAVAILABLE
+                    # (RESOURCE_EXHAUSTED when the scheduler's queue was full).
+                    code = grpc.StatusCode.UNAVAILABLE
+                    if is_overloaded(chunk.error):
+                        code = grpc.StatusCode.RESOURCE_EXHAUSTED
+                    await context.abort(code, chunk.error)
         finally:
             self.owners.pop(req.rid, None)
+            if self.named.get(name) == req.rid:
+                del self.named[name]
             await chunks.aclose()  # type: ignore[attr-defined]
 
     async def Tokenize(
@@ -133,13 +169,73 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
     async def Abort(
         self, request: tokenizer_pb2.AbortRequest, context: grpc.aio.ServicerContext
     ) -> tokenizer_pb2.AbortResponse:
-        # NOTE: only the connection that started a request may abort it. Any other rid (someone
-        # else's, an HTTP request's, a finished or unknown one) answers found=false and nothing
-        # happens: the same answer for all, so Abort tells no one which rids exist.
-        base = request.rid.split("#", 1)[0]
-        if not request.rid or self.owners.get(base) != context.peer():
+        # NOTE: only the request's owner may abort it (see __init__ and _Owner). Any other rid
+        # (someone else's, an HTTP request's, a finished or unknown one) answers found=false and
+        # nothing happens: the same answer for all, so Abort tells no one which rids exist.
+        base, sep, sample = request.rid.partition("#")
+        rid = self._owned(base, _identity(context), _metadata(context, OWNER_HEADER))
+        if not request.rid or rid is None:
             return tokenizer_pb2.AbortResponse(found=False)
-        return tokenizer_pb2.AbortResponse(found=self.fe.manager.abort(request.rid))
+        return tokenizer_pb2.AbortResponse(found=self.fe.manager.abort(rid + sep + sample))
+
+    def _owned(self, rid: str, identity: str, ticket: str) -> str | None:
+        """The server rid of ``rid`` when the caller owns it: by its API key (``identity``), by
+        the ticket Generate sent it, or, for a rid the server chose, by knowing that rid (128
+        random bits only its caller was told) under the same identity."""
+        for key in (identity, ticket):
+            if key and (key, rid) in self.named:
+                return self.named[(key, rid)]
+        owner = self.owners.get(rid)
+        if owner is not None and owner.identity == identity and rid not in self.named.values():
+            return rid
+        return None
+
+
+MAX_RID_BYTES = 256
+
+
+@dataclass(frozen=True)
+class _Owner:
+    """Who started a request: ``identity`` (a digest of the API key it presented; empty when
+    anonymous) and a ticket issued to it alone."""
+
+    identity: str
+    ticket: str
+
+    @property
+    def key(self) -> str:
+        """The namespace of the caller's own rids: its key, else (anonymous) its ticket."""
+        return self.identity or self.ticket
+
+
+def _metadata(context: grpc.aio.ServicerContext, name: str) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == name:
+            return value if isinstance(value, str) else value.decode("latin-1")
+    return ""
+
+
+def _identity(context: grpc.aio.ServicerContext) -> str:
+    """The caller's identity: a digest of its bearer credential (the API key), or empty."""
+    token = _metadata(context, "authorization").strip().partition(" ")[2].strip()
+    return hashlib.sha256(token.encode()).hexdigest()[:32] if token else ""
+
+
+def _check_rid(rid: str) -> None:
+    if len(rid.encode()) > MAX_RID_BYTES:
+        raise InvalidArgument(f"rid: longer than {MAX_RID_BYTES} bytes", "rid")
+
+
+def _says_nothing(chunk: Chunk) -> bool:
+    """A chunk of a chat with tools whose text the tool stream holds back (a call not named
+    yet): no content, no call piece, not the last."""
+    return (
+        type(chunk) is ToolChunk
+        and not chunk.text
+        and not chunk.tool_calls
+        and chunk.finish_reason is None
+        and not chunk.error
+    )
 
 
 def _response(rid: str, chunk: Chunk) -> tokenizer_pb2.GenerateResponse:
@@ -262,6 +358,7 @@ async def _serve_grpc(
         metrics.registry,
         public=True,
         options=_grpc_options(cfg),
+        api_key=cfg.api_key,  # NOTE: the same key as the HTTP API's (issue 23)
     )
     await server.start(
         lambda s: tokenizer_pb2_grpc.add_TokenizerServiceServicer_to_server(servicer, s)
@@ -271,6 +368,7 @@ async def _serve_grpc(
 
 async def start_tokenizer(cfg: TokenizerConfig) -> RunningTokenizer:
     """Loads the vocabulary, waits for the scheduler, then serves gRPC and HTTP."""
+    cfg = cfg.with_api_key()  # NOTE: a bad key file fails now, before the scheduler wait
     if cfg.http_port >= 0:
         from radixserve.tokenizer.openai.http_server import http_protocol
 

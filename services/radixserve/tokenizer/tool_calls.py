@@ -12,7 +12,13 @@ Formats, chosen by what the model's chat template writes:
 
 The hermes and smollm2 parsers are one: the body of ``<tool_call>`` may be an object or a list.
 ``tool_choice: "required"`` or a named function is enforced with a grammar (Lark with an embedded
-JSON schema) that only admits calls; ``"auto"`` lets the model choose and parses what it wrote.
+JSON schema, compact and bounded as ``response_format``'s: ``grammars.json_options``) that only
+admits calls; ``"auto"`` lets the model choose and parses what it wrote.
+
+How many calls: one when ``parallel_tool_calls`` is false or a function is named (the grammar
+admits one, and under ``"auto"`` the parser returns the first only); under ``"required"``
+otherwise at most one per tool given (:data:`MAX_CALLS` at most), and the model may stop after
+the first: a small model that repeats a call stops there instead of running into max_tokens.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from radixserve.common.errors import InvalidArgument
-from radixserve.common.grammars import check_constraint
+from radixserve.common.grammars import bound_schema, check_constraint, json_options, map_schema
 from radixserve.common.types import Constraint
 from radixserve.tokenizer.prompts import GenerateInput
 from radixserve.tokenizer.tool_stream import MARKER, PYTHON_TAG, ToolStream
 
 logger = logging.getLogger(__name__)
+
+MAX_CALLS = 8  # calls a "required" grammar admits at most (fewer with fewer tools)
 
 _SMOLLM2_SYSTEM = (
     "You are an expert in composing functions. You are given a question and a set of possible "
@@ -54,22 +62,25 @@ class ChatPlan:
 class ToolParser:
     """Splits a model's answer into content and OpenAI ``tool_calls`` entries."""
 
-    def __init__(self, fmt: str, names: set[str]) -> None:
+    def __init__(
+        self, fmt: str, names: set[str], max_calls: int | None = None, forced: bool = False
+    ) -> None:
         self.fmt = fmt
         self.names = names
+        self.max_calls = max_calls  # None: as many as the model writes
+        self.forced = forced  # tool_choice required or named: the answer is calls only
 
     def stream(self) -> ToolStream:
         """A stream of one choice's answer (content and call deltas as the text grows)."""
-        return ToolStream(self.fmt, self.names, self.streamable)
+        return ToolStream(self.fmt, self.names, self.streamable, self.max_calls, self.forced)
 
     def parse(self, text: str) -> tuple[str, list[dict[str, Any]]]:
-        """A whole answer's content and calls: the same scan a stream does, fed at once."""
+        """A whole answer's content and calls: the same scan a stream does, fed at once, so
+        both agree (a call cut by max_tokens included, see ``tool_stream``)."""
         stream = self.stream()
         content = stream.feed(text, final=True).content
         calls = stream.calls()
-        if not calls:
-            return text, []
-        return content.strip(), calls
+        return (content.strip() if calls else content), calls
 
     def streamable(self, text: str) -> int:
         """How much of ``text`` (a choice's output so far) is content for sure: the part before
@@ -114,6 +125,7 @@ def plan(body: Any, tokenizer: Any, where: str = "") -> ChatPlan:
     :class:`ToolRequest`); its ``messages`` are rewritten where the format needs it. ``where``
     prefixes the field an error names (the gRPC API's ``chat.``)."""
     tools = body.tools
+    _check_tool_messages(body.messages, where)
     if detect_format(getattr(tokenizer, "chat_template", None)) == "smollm2":
         body.messages = inline_tool_calls(body.messages)
     if not tools:
@@ -126,6 +138,12 @@ def plan(body: Any, tokenizer: Any, where: str = "") -> ChatPlan:
         return ChatPlan()  # the tools stay out of the prompt: the model must answer in text
     fmt = detect_format(getattr(tokenizer, "chat_template", None))
     names = {f["name"] for f in functions}
+    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
+        message = (
+            "allowed_tools is not supported: send only the allowed tools in tools, with "
+            "tool_choice auto or required"
+        )
+        raise InvalidArgument(message, f"{where}tool_choice")
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name")
         if choice.get("type") != "function" or name not in names:
@@ -136,15 +154,26 @@ def plan(body: Any, tokenizer: Any, where: str = "") -> ChatPlan:
     else:
         message = "must be none, auto, required or a function"
         raise InvalidArgument(message, f"{where}tool_choice")
+    single = body.parallel_tool_calls is False or isinstance(choice, dict)
+    max_calls = 1 if single else None
     constraint = None
     if choice != "auto":
-        single = body.parallel_tool_calls is False or isinstance(choice, dict)
-        constraint = call_grammar(fmt, allowed, single)
+        max_calls = 1 if single else min(len(allowed), MAX_CALLS)
+        constraint = call_grammar(fmt, allowed, max_calls)
+    parser = ToolParser(fmt, names, max_calls, forced=constraint is not None)
     if fmt == "smollm2":
         _add_system(body, functions)
-        return ChatPlan(None, constraint, ToolParser(fmt, names))
-    return ChatPlan([{"type": "function", "function": f} for f in functions], constraint,
-                    ToolParser(fmt, names))  # fmt: skip
+        return ChatPlan(None, constraint, parser)
+    return ChatPlan([{"type": "function", "function": f} for f in functions], constraint, parser)
+
+
+def _check_tool_messages(messages: Any, where: str) -> None:
+    """A tool message answers a call: without its ``tool_call_id`` it is a 400, as OpenAI's."""
+    if not isinstance(messages, list):
+        return
+    for i, m in enumerate(messages):
+        if isinstance(m, dict) and m.get("role") == "tool" and not m.get("tool_call_id"):
+            raise InvalidArgument("is required for role tool", f"{where}messages[{i}].tool_call_id")
 
 
 def constrain(req: GenerateInput, chat: ChatPlan, where: str = "") -> GenerateInput:
@@ -163,10 +192,34 @@ def _function(where: str, tool: Any) -> dict[str, Any]:
     fn = tool.get("function")
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
         raise InvalidArgument("needs a name", f"{where}.function.name")
-    params = fn.get("parameters", {"type": "object", "properties": {}})
+    # NOTE: no parameters means none: a closed empty object, or a small model fills it with the
+    # placeholder keys of the system prompt's example (argument1: value1).
+    params = fn.get("parameters") or {"type": "object", "properties": {}}
     if not isinstance(params, dict):
         raise InvalidArgument("must be a JSON schema object", f"{where}.function.parameters")
     return {**fn, "parameters": params}
+
+
+def closed(schema: Any, strict: bool = False) -> Any:
+    """``schema`` with its objects closed (``additionalProperties: false``) where they do not say
+    otherwise: those that list ``properties`` (as XGrammar's default strict mode: the arguments
+    are the keys the tool names, not what the model makes up), and with ``strict`` (OpenAI's
+    ``strict: true``) every object."""
+    return map_schema(schema, lambda s: _close(s, strict))
+
+
+def _close(schema: dict[str, Any], strict: bool) -> dict[str, Any]:
+    listed = isinstance(schema.get("properties"), dict)
+    if listed or (strict and schema.get("type") == "object"):
+        schema.setdefault("additionalProperties", False)
+    return schema
+
+
+def _arguments_schema(function: dict[str, Any]) -> dict[str, Any]:
+    """What the grammar admits as a call's arguments: the tool's parameters closed and bounded
+    (the prompt shows them as the client gave them)."""
+    params = closed(function["parameters"], strict=function.get("strict") is True)
+    return bound_schema(params)  # type: ignore[no-any-return]
 
 
 def _call_schema(fmt: str, functions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -174,7 +227,7 @@ def _call_schema(fmt: str, functions: list[dict[str, Any]]) -> dict[str, Any]:
     options = [
         {
             "type": "object",
-            "properties": {"name": {"const": f["name"]}, key: f["parameters"]},
+            "properties": {"name": {"const": f["name"]}, key: _arguments_schema(f)},
             "required": ["name", key],
             "additionalProperties": False,
         }
@@ -183,19 +236,20 @@ def _call_schema(fmt: str, functions: list[dict[str, Any]]) -> dict[str, Any]:
     return options[0] if len(options) == 1 else {"anyOf": options}
 
 
-def call_grammar(fmt: str, functions: list[dict[str, Any]], single: bool) -> Constraint:
-    """A grammar whose every sentence is one call (or several, unless ``single``)."""
+def call_grammar(fmt: str, functions: list[dict[str, Any]], max_calls: int = 1) -> Constraint:
+    """A grammar whose every sentence is 1 to ``max_calls`` calls (llama3_json: one), their JSON
+    compact (``grammars.json_options``, as ``response_format``'s)."""
     call = _call_schema(fmt, functions)
     if fmt == "llama3_json":
         return Constraint("json_schema", json.dumps(call))
+    options = {"x-guidance": json_options()}
     if fmt == "hermes":
-        one = f'"<tool_call>\\n" %json {json.dumps(call)} "\\n</tool_call>"'
-        rule = "call" if single else 'call ("\\n" call)*'
+        one = f'"<tool_call>\\n" %json {json.dumps({**call, **options})} "\\n</tool_call>"'
+        rule = "call" if max_calls <= 1 else f'call ("\\n" call){{0,{max_calls - 1}}}'
         return Constraint("ebnf", f"start: {rule}\ncall: {one}\n")
-    array = {"type": "array", "items": call, "minItems": 1}
-    if single:
-        array["maxItems"] = 1
-    return Constraint("ebnf", f'start: "<tool_call>" %json {json.dumps(array)} "</tool_call>"\n')
+    array = {"type": "array", "items": call, "minItems": 1, "maxItems": max(max_calls, 1)}
+    body = json.dumps({**array, **options})
+    return Constraint("ebnf", f'start: "<tool_call>" %json {body} "</tool_call>"\n')
 
 
 def inline_tool_calls(messages: Any) -> Any:

@@ -6,6 +6,11 @@ name and the *span* of its arguments value in the text. The arguments a client g
 exactly as the model wrote it, so the text seen so far always holds a prefix of the final
 arguments: a stream sends each new piece once, and the pieces join to what a non-streamed answer
 returns (:class:`ToolStream` does both; ``ToolParser.parse`` is a stream fed the whole text).
+
+NOTE: an answer cut inside a call (max_tokens) is, streamed or not, the same: its finish_reason
+stays ``length``, a call whose name was written is returned with the arguments written so far
+(incomplete JSON, as OpenAI returns a call cut by max_tokens), and the model's markup
+(``<tool_call>`` and a body cut before its name) never reaches the content.
 """
 
 from __future__ import annotations
@@ -197,13 +202,23 @@ class ToolStream:
     call marker is sent as content at the end (all of it when no call was made).
     """
 
-    def __init__(self, fmt: str, names: set[str], streamable: Any) -> None:
+    def __init__(
+        self,
+        fmt: str,
+        names: set[str],
+        streamable: Any,
+        max_calls: int | None = None,
+        forced: bool = False,
+    ) -> None:
         self.fmt = fmt
         self.names = names
+        self.max_calls = max_calls  # calls announced at most (parallel_tool_calls false: 1)
+        self.forced = forced  # a grammar admits calls only: no text of it is content
         self._streamable = streamable  # text -> how much of it is content for sure
         self.text = ""
         self.sent = 0  # characters sent as content
         self.scanners: list[BodyScanner] = []
+        self.marks: list[int] = []  # where each scanner's body begins, its marker included
         self.announced: list[_Announced] = []
         self._seen = 0  # calls (over all scanners) already decided
         self._search = 0  # where to look for the next call marker
@@ -223,6 +238,8 @@ class ToolStream:
         out.tool_calls = self._call_deltas()
         if final:
             out.content += self._rest()
+        if self.forced:
+            out.content = ""
         return out
 
     def _scan(self) -> None:
@@ -233,30 +250,31 @@ class ToolStream:
                 if not current.finished:
                     return
                 self._search = current.pos
-            start = self._next_body()
+            mark, start = self._next_body()
             if start < 0:
                 return
             self._started = True
             self.scanners.append(BodyScanner(start))
+            self.marks.append(mark)
 
-    def _next_body(self) -> int:
-        """Where the next call body starts in the text; -1 when none (yet)."""
+    def _next_body(self) -> tuple[int, int]:
+        """Where the next call (its marker) and its body start in the text; -1 when none (yet)."""
         if self.fmt != "llama3_json":
             at = self.text.find(MARKER, self._search)
             if at < 0:  # NOTE: a marker may still end in the last len(MARKER) - 1 characters
                 self._search = max(self._search, len(self.text) - len(MARKER) + 1)
-                return -1
-            return at + len(MARKER)
+                return -1, -1
+            return at, at + len(MARKER)
         if self.scanners:
-            return -1  # one body: the whole answer
+            return -1, -1  # one body: the whole answer
         head = self.text.lstrip()
         skip = len(self.text) - len(head)
         if head.startswith(PYTHON_TAG):
             skip += len(PYTHON_TAG)
         rest = self.text[skip:].lstrip()
         if rest[:1] in ("{", "[") and self._streamable(self.text) == 0:
-            return len(self.text) - len(rest)
-        return -1
+            return 0, len(self.text) - len(rest)
+        return -1, -1
 
     def _call_deltas(self) -> list[dict[str, Any]]:
         calls = [(s, c) for s in self.scanners for c in s.calls]
@@ -264,7 +282,8 @@ class ToolStream:
             if not (call.decided or scanner.finished):
                 break  # NOTE: calls are announced in order, so a later one waits for this one
             self._seen += 1
-            if call.name in self.names:
+            full = self.max_calls is not None and len(self.announced) >= self.max_calls
+            if call.name in self.names and not full:
                 self.announced.append(_Announced(call, scanner))
         deltas = []
         for index, a in enumerate(self.announced):
@@ -281,7 +300,11 @@ class ToolStream:
 
     def _rest(self) -> str:
         """Content held back after the first call marker, once the answer ended."""
-        rest = self.text[self.sent :]
+        end = len(self.text)
+        cut = self.scanners and not self.scanners[-1].finished
+        if cut:  # a body cut off (max_tokens): its markup is no content, called or not
+            end = self.marks[-1]
+        rest = self.text[self.sent : max(end, self.sent)]
         self.sent = len(self.text)
         if not self.announced:
             return rest
@@ -290,12 +313,14 @@ class ToolStream:
         return _TOOL_CALL.sub("", rest).strip()
 
     def calls(self) -> list[dict[str, Any]]:
-        """The complete calls (OpenAI ``tool_calls`` entries) of the text fed so far; a call cut
-        off (max_tokens) or whose arguments are no JSON is left out."""
+        """The calls (OpenAI ``tool_calls`` entries) of the text fed so far, as a stream sent
+        them: a call cut off with the text (max_tokens) keeps the arguments written so far; a
+        finished call whose arguments are no JSON is left out."""
         out = []
         for a in self.announced:
             args = a.call.arguments(self.text, a.scanner.pos)
-            if a.call.done and _is_json(args):
+            cut = not a.call.done and not a.scanner.finished
+            if cut or (a.call.done and _is_json(args)):
                 function = {"name": a.call.name, "arguments": args}
                 out.append({"id": a.id, "type": "function", "function": function})
         return out

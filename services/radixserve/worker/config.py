@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field, fields
 
 from radixserve.worker.runner_config import RunnerConfig
@@ -47,6 +48,21 @@ class WorkerConfig(RunnerConfig):
         },
     )
 
+    profile_dir: str = field(
+        default="/tmp/radixserve-profile",
+        metadata={
+            "help": "profiling traces go under this directory (a client names at most a "
+            "subdirectory)"
+        },
+    )
+    max_profile_steps: int = field(
+        default=64, metadata={"help": "a profile stops by itself after at most this many steps"}
+    )
+    max_profile_bytes: int = field(
+        default=256 * 1024 * 1024,
+        metadata={"help": "a larger trace is deleted and its stop answers an error"},
+    )
+
     def problems(self) -> list[str]:
         out = super().problems()
         for name in ("port", "metrics_port", "master_port"):
@@ -58,6 +74,10 @@ class WorkerConfig(RunnerConfig):
             out.append(f"node_rank must be in [0, nnodes={self.nnodes}), got {self.node_rank}")
         if self.tp_timeout <= 0:
             out.append(f"tp_timeout must be positive, got {self.tp_timeout}")
+        if self.max_profile_steps < 1 or self.max_profile_bytes < 1:
+            out.append("max_profile_steps and max_profile_bytes must be >= 1")
+        if not os.path.isabs(self.profile_dir):
+            out.append(f"profile_dir must be an absolute path, got {self.profile_dir!r}")
         if self.drain_seconds < 0:
             out.append(f"drain_seconds must be >= 0, got {self.drain_seconds}")
         return out

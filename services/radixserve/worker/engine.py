@@ -83,7 +83,10 @@ class ModelRunner:
         )
         # NOTE: one extra, all-zero row: the padding row of CUDA-graph decode batches.
         self.req_to_token = ReqToTokenTable(cfg.max_rows + 1, self.max_context_len, self.device)
-        self.attn_backend: AttentionBackend = backend_cls(self.kv_pool, c.num_heads, c.head_dim)
+        windows = c.sliding_windows(self.max_context_len)  # the model's sliding layers
+        self.attn_backend: AttentionBackend = backend_cls(
+            self.kv_pool, c.num_heads, c.head_dim, windows
+        )
         self.penalties = PenaltyBank(c.vocab_size, self.device)  # empty until a row needs it
         self.rows = RowTable(cfg.max_rows, self.device, self.penalties)
         self.sampler = Sampler(self.device, cfg.seed)

@@ -13,11 +13,15 @@ into the servicer.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,16 +125,47 @@ def _layers(model: Any) -> list[tuple[str, Any]]:
     return []
 
 
-class StepProfiler:
-    """One torch.profiler session over a window of steps."""
+@dataclass(frozen=True)
+class ProfileLimits:
+    """Where traces go and how large a profile may get (the worker's config sets them)."""
 
-    def __init__(self) -> None:
+    root: str = DEFAULT_DIR  # every trace is written under this directory
+    max_steps: int = 64  # a profile stops by itself after this many steps at most
+    max_bytes: int = 256 * 1024 * 1024  # a larger trace is deleted and reported as an error
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def profile_dir(limits: ProfileLimits, name: str) -> str:
+    """The directory of a profile: ``root``, or ``root/<name>`` for a client's plain name.
+
+    A path (absolute, ``..``, a separator) is refused: a client never picks where the worker
+    writes (issue 23).
+    """
+    if not name or name == limits.root:
+        return limits.root
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise ValueError(
+            f"output_dir: {name!r} is not a plain name (letters, digits, . _ -; at most 64); "
+            f"traces are written under the worker's --profile-dir"
+        )
+    return str(Path(limits.root) / name)
+
+
+class StepProfiler:
+    """One torch.profiler session over a window of steps. Stopping disables the profiler where
+    it runs (quick) and writes the trace on a thread of its own, so steps go on meanwhile."""
+
+    def __init__(self, limits: ProfileLimits | None = None) -> None:
+        self.limits = limits or ProfileLimits()
         self.prof: Any = None
         self.remove: Callable[[], None] | None = None
         self.steps = 0
         self.limit = 0
         self.dir = ""
-        self.last_trace = ""
+        self.last: Future[tuple[str, int]] | None = None  # the latest trace being written
+        self._export = ThreadPoolExecutor(1, thread_name_prefix="profile-export")
 
     @property
     def active(self) -> bool:
@@ -141,16 +176,20 @@ class StepProfiler:
 
         if self.active:
             raise RuntimeError("a profile is already running")
-        self.dir = output_dir or os.environ.get("RADIXSERVE_PROFILE_DIR") or DEFAULT_DIR
-        Path(self.dir).mkdir(parents=True, exist_ok=True)
+        if num_steps < 0 or num_steps > self.limits.max_steps:
+            raise ValueError(f"num_steps: must be in [0, {self.limits.max_steps}], got {num_steps}")
+        directory = profile_dir(self.limits, output_dir)
+        Path(directory).mkdir(parents=True, exist_ok=True)
         activities = [torch.profiler.ProfilerActivity.CPU]
         if runner.device.type == "cuda":
             activities.append(torch.profiler.ProfilerActivity.CUDA)
         self.prof = torch.profiler.profile(activities=activities, record_shapes=record_shapes)
         self.prof.start()
-        self.steps, self.limit = 0, num_steps
+        self.dir = directory
+        self.steps, self.limit = 0, num_steps or self.limits.max_steps
+        self.last = None
         self.remove = install_ranges(runner, self._on_step)
-        logger.info("profiling started", extra={"kv": {"dir": self.dir, "steps": num_steps}})
+        logger.info("profiling started", extra={"kv": {"dir": self.dir, "steps": self.limit}})
         return self.dir
 
     def _on_step(self) -> None:
@@ -158,18 +197,29 @@ class StepProfiler:
         if self.limit and self.steps >= self.limit:
             self.stop()
 
-    def stop(self) -> tuple[str, int]:
+    def stop(self) -> Future[tuple[str, int]]:
+        """Ends the profile; the returned future gives ``(trace path, steps)`` once written."""
         if not self.active:
             raise RuntimeError("no profile is running")
         assert self.remove is not None
         self.remove()
         prof, self.prof = self.prof, None
-        prof.stop()
+        prof.stop()  # NOTE: on the starting thread (the profiler is per thread); cheap
         path = str(Path(self.dir) / f"worker-{os.getpid()}-{int(time.time() * 1000)}.trace.json")
-        prof.export_chrome_trace(path)
-        self.last_trace = path
-        logger.info("profiling stopped", extra={"kv": {"trace": path, "steps": self.steps}})
-        return path, self.steps
+        self.last = self._export.submit(self._write, prof, path, self.steps)
+        return self.last
+
+    def _write(self, prof: Any, path: str, steps: int) -> tuple[str, int]:
+        prof.export_chrome_trace(path)  # NOTE: the slow part (seconds for a long window)
+        size = os.path.getsize(path)
+        if size > self.limits.max_bytes:
+            os.remove(path)
+            raise OverflowError(
+                f"trace of {size} bytes is over the limit of {self.limits.max_bytes} "
+                "(deleted); profile fewer steps"
+            )
+        logger.info("profiling stopped", extra={"kv": {"trace": path, "steps": steps}})
+        return path, steps
 
 
 class ProfileRPCs:
@@ -180,17 +230,17 @@ class ProfileRPCs:
     executor: Any
     step_thread: bool
 
+    profile_limits: ProfileLimits = ProfileLimits()
+
     @property
     def profiler(self) -> StepProfiler:
         if not hasattr(self, "_profiler"):
-            self._profiler = StepProfiler()
+            self._profiler = StepProfiler(self.profile_limits)
         return self._profiler
 
     async def _serialized(self, fn: Callable[[], Any]) -> Any:
         # NOTE: with a step thread, profiling changes must not interleave with a running step.
         if self.step_thread:
-            import asyncio
-
             return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
         return fn()
 
@@ -201,22 +251,30 @@ class ProfileRPCs:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "model is still loading")
         if self.profiler.active:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "a profile is already running")
-        out = await self._serialized(
-            lambda: self.profiler.start(
-                self.runner, request.output_dir, request.num_steps, request.record_shapes
+        try:
+            out = await self._serialized(
+                lambda: self.profiler.start(
+                    self.runner, request.output_dir, request.num_steps, request.record_shapes
+                )
             )
-        )
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return worker_pb2.StartProfileResponse(output_dir=out)
 
     async def StopProfile(
         self, request: worker_pb2.StopProfileRequest, context: grpc.aio.ServicerContext
     ) -> worker_pb2.StopProfileResponse:
-        if not self.profiler.active:
-            prof = self.profiler
-            if prof.last_trace:  # it stopped by itself after num_steps: report that trace once
-                path, prof.last_trace = prof.last_trace, ""
-                return worker_pb2.StopProfileResponse(trace_path=path, num_steps=prof.steps)
+        prof = self.profiler
+        if prof.active:
+            written = await self._serialized(prof.stop)
+        elif prof.last is not None:  # it stopped by itself after num_steps: report that once
+            written = prof.last
+        else:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no profile is running")
-        path, steps = await self._serialized(self.profiler.stop)
-        self.profiler.last_trace = ""
+        prof.last = None
+        try:
+            # NOTE: the trace is written on the profiler's own thread: steps go on meanwhile.
+            path, steps = await asyncio.wrap_future(written)
+        except OverflowError as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         return worker_pb2.StopProfileResponse(trace_path=path, num_steps=steps)

@@ -23,9 +23,12 @@ from radixserve.worker.config import WorkerConfig
 from radixserve.worker.metrics import WorkerMetrics
 from radixserve.worker.parallel import GroupError
 from radixserve.worker.parallel.launch import TPHandle, TPLaunch, wants_tp
-from radixserve.worker.profiling import ProfileRPCs
+from radixserve.worker.profiling import ProfileLimits, ProfileRPCs
 
 logger = logging.getLogger(__name__)
+# How long a new Forward stream waits for the live one to end (a scheduler reopening after a
+# rejected step closes its old stream first; the worker sees that within milliseconds).
+TAKEOVER_WAIT_S = 3.0
 SERVICE = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
 
 
@@ -53,6 +56,7 @@ class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
         self._session = 0
         self.draining = False  # SIGTERM: open streams are served, new ones refused
         self.open_streams = 0
+        self.takeover_wait_seconds = TAKEOVER_WAIT_S
 
     def attach(self, runner: StepRunner) -> None:
         self.runner = runner
@@ -75,6 +79,15 @@ class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "model is still loading")
         if self.draining:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "worker is shutting down")
+        # NOTE: one live session: a second stream (a rogue caller, or a scheduler that thinks
+        # the first is dead) waits for the first to end, briefly, and is refused otherwise; it
+        # never replaces or joins the live one (issue 23). No await between the check and the
+        # count, so two waiters cannot both get in.
+        if not await wait_while(lambda: self.open_streams, self.takeover_wait_seconds):
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "another scheduler holds this worker's step stream",
+            )
         self.open_streams += 1  # NOTE: a drain waits for these to close
         try:
             async with contextlib.aclosing(self._forward(request_iterator, context)) as steps:
@@ -90,8 +103,8 @@ class WorkerServicer(ProfileRPCs, worker_pb2_grpc.WorkerServiceServicer):
     ) -> AsyncGenerator[worker_pb2.ForwardResponse, None]:
         assert self.runner is not None  # NOTE: Forward refuses streams until the model loaded
         loop = asyncio.get_running_loop()
-        # NOTE: a new stream is a new scheduler session: rows of an older one are forgotten, and
-        # the older stream (if still open) stops at its next message.
+        # NOTE: a new stream is a new scheduler session: rows of an older one are forgotten
+        # (Forward lets it in only once the older stream has ended).
         self._session += 1
         session = self._session
         await loop.run_in_executor(self.executor, self.runner.reset)
@@ -178,6 +191,9 @@ async def start_worker(
         metrics.r.register(tp.ranks_collector())  # every rank of this host, by tp_rank
     serve_metrics(metrics.registry, cfg.metrics_port)
     servicer = WorkerServicer(metrics, cfg.step_thread)
+    servicer.profile_limits = ProfileLimits(
+        cfg.profile_dir, cfg.max_profile_steps, cfg.max_profile_bytes
+    )
     server = ServiceServer("worker", f"{cfg.host}:{cfg.port}", [SERVICE], metrics.registry)
     await server.start(lambda s: worker_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, s))
     if runner is None:

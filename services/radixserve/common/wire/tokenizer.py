@@ -14,6 +14,19 @@ from typing import Any
 from radixserve.common.errors import InvalidArgument
 from radixserve.v1 import tokenizer_pb2
 
+# Generate's initial metadata carries the request's owner ticket; an Abort that carries it in its
+# own metadata reaches a request started under a client-chosen rid without an API key (issue 23).
+OWNER_HEADER = "x-radixserve-owner"
+
+
+def owner_ticket(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """The owner ticket in a call's initial metadata ("" when there is none)."""
+    for key, value in metadata or ():
+        if key == OWNER_HEADER:
+            return value if isinstance(value, str) else value.decode("latin-1")
+    return ""
+
+
 _MODES = {
     tokenizer_pb2.TOOL_CHOICE_MODE_NONE: "none",
     tokenizer_pb2.TOOL_CHOICE_MODE_AUTO: "auto",
@@ -53,15 +66,15 @@ def tools_from_pb(
 def _tool_from_pb(tool: tokenizer_pb2.Tool, where: str) -> dict[str, Any]:
     if not tool.name:
         raise InvalidArgument("must not be empty", f"{where}.name")
-    params: Any = {"type": "object", "properties": {}}
-    if tool.parameters:
+    function: dict[str, Any] = {"name": tool.name}
+    if tool.parameters:  # NOTE: none stays unset: tool_calls closes that object (no arguments)
         try:
             params = json.loads(tool.parameters)
         except json.JSONDecodeError as exc:
             raise InvalidArgument(f"is not JSON: {exc}", f"{where}.parameters") from exc
         if not isinstance(params, dict):
             raise InvalidArgument("must be a JSON schema object", f"{where}.parameters")
-    function = {"name": tool.name, "parameters": params}
+        function["parameters"] = params
     if tool.description:
         function["description"] = tool.description
     return {"type": "function", "function": function}

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from radixserve.common.errors import NotFound, RequestError
+from radixserve.common.errors import NotFound, RequestError, is_overloaded
 from radixserve.tokenizer.manager import Chunk
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ def error_response(status: int, message: str, param: str | None, code: Any = Non
 def engine_error(chunk: Chunk) -> JSONResponse:
     """The answer to a request the engine failed before its answer was sent."""
     message = chunk.error or "the engine failed"
+    if is_overloaded(message):  # the scheduler's own queue bound: try again later
+        return error_response(429, message, None)
     return JSONResponse(error_body(message, kind="server_error"), status_code=503)
 
 
@@ -62,6 +64,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError) -> JSONResponse:
         code = "model_not_found" if isinstance(exc, NotFound) and exc.field == "model" else None
+        code = getattr(exc, "openai_code", code)  # e.g. context_length_exceeded
         return error_response(exc.http_status, str(exc), exc.field, code)
 
     @app.exception_handler(ValueError)

@@ -85,7 +85,7 @@ class SamplingRequest(_Model):
 
     model: str | None = None
     max_tokens: Int | None = None
-    temperature: Float | None = None
+    temperature: Annotated[float, Strict(), Field(ge=0, le=2)] | None = None  # OpenAI's range
     top_p: Float | None = None
     seed: Int | None = Field(default=None, ge=0, lt=2**64)
     stop: str | list[str] | None = None
@@ -99,7 +99,7 @@ class SamplingRequest(_Model):
     user: str | None = None
     store: Bool | None = None
     metadata: dict[str, str] | None = None
-    service_tier: str | None = None
+    service_tier: Literal["auto", "default", "flex", "scale", "priority"] | None = None
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
     # Extensions, as vLLM and SGLang have them.
@@ -148,6 +148,10 @@ class TokenizeRequest(_Model):
     messages: list[dict[str, Any]] | None = None
     add_special_tokens: Bool = True
     add_generation_prompt: Bool = True
+    # As chat has them, so the count is the one chat uses (tools in the prompt, calls rendered).
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: Bool | None = None
 
 
 class DetokenizeRequest(_Model):

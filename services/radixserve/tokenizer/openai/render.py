@@ -221,19 +221,25 @@ class ChatFormat(Format):
         first delta with its index, id, name and the arguments so far, then the arguments piece
         by piece."""
         reason = chunk.finish_reason
-        if not chunk.text and not chunk.tool_calls and reason is None:
+        with_logprobs = self.logprobs and bool(chunk.logprobs)
+        if not chunk.text and not chunk.tool_calls and reason is None and not with_logprobs:
             return None
         delta: dict[str, Any] = {"content": chunk.text} if chunk.text else {}
         if chunk.tool_calls:
             delta["tool_calls"] = chunk.tool_calls
         reason = reason if reason == _TOOL_CALLS else finish_reason(reason)
-        return self._choice(chunk.index, delta, None, reason)
+        logprobs = self.token_logprobs(chunk) if self.logprobs else None
+        return self._choice(chunk.index, delta, logprobs, reason)
 
     def full(self, chunk: Chunk) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": chunk.text}
         reason = finish_reason(chunk.finish_reason)
         if self.tool_parser is not None:
+            # NOTE: the stream's scan fed at once: content without the model's markup, and a
+            # call cut by max_tokens kept with its partial arguments (finish_reason length), as
+            # a streamed answer sends them (tool_stream's docstring).
             content, calls = self.tool_parser.parse(chunk.text)
+            message["content"] = content
             if calls:
                 message = {"role": "assistant", "content": content or None, "tool_calls": calls}
                 reason = _TOOL_CALLS if reason == FinishKind.STOP else reason

@@ -6,7 +6,6 @@ The routes only parse and hand over: generation to :mod:`.serving_chat` and
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 from typing import Any
@@ -16,7 +15,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.middleware.cors import CORSMiddleware
 
 from radixserve.common.errors import InvalidArgument
-from radixserve.tokenizer import observability_http
+from radixserve.common.security import bearer_matches
+from radixserve.tokenizer import observability_http, tool_calls
 from radixserve.tokenizer.frontend import Frontend
 from radixserve.tokenizer.metrics import TokenizerMetrics
 from radixserve.tokenizer.openai.errors import error_body, error_response, install_error_handlers
@@ -51,7 +51,8 @@ def create_app(
     """
     app = FastAPI(title="radixserve", docs_url=None, redoc_url=None)
     install_error_handlers(app)
-    observability_http.mount(app, metrics, frontend)  # metrics middleware, /start_profile
+    # metrics middleware, /start_profile (admin: only behind the API key)
+    observability_http.mount(app, metrics, frontend, admin=bool(api_key))
     _install_api_key(app, api_key)
     origins = [o.strip() for o in allowed_origins.split(",") if o.strip()]
     if origins:
@@ -94,9 +95,19 @@ def _token_routes(frontend: Frontend) -> APIRouter:
     async def tokenize(body: TokenizeRequest) -> dict[str, Any]:
         check_model(frontend, body.model)
         if body.messages is not None:
-            ids = frontend.builder.ids_from_chat(
-                body.messages, "messages", add_generation_prompt=body.add_generation_prompt
+            # NOTE: chat's own plan, so tools and assistant tool_calls count as chat renders them.
+            chat = tool_calls.ToolRequest(
+                body.messages, body.tools, body.tool_choice, body.parallel_tool_calls
             )
+            plan = tool_calls.plan(chat, frontend.tokenizer)
+            ids = frontend.builder.ids_from_chat(
+                chat.messages,
+                "messages",
+                tools=plan.tools,
+                add_generation_prompt=body.add_generation_prompt,
+            )
+        elif body.tools is not None:
+            raise InvalidArgument("need messages", "tools")
         elif body.prompt is not None:
             ids = frontend.tokenizer.encode(body.prompt, add_special_tokens=body.add_special_tokens)
         else:
@@ -135,7 +146,7 @@ def _info_routes(frontend: Frontend, metrics: TokenizerMetrics) -> APIRouter:
         check_model(frontend, model_id)
         return _model_card(frontend)
 
-    @router.get("/health")
+    @router.api_route("/health", methods=["GET", "HEAD"])
     async def health() -> Response:
         # Readiness: follows the scheduler link(s) and turns 503 while draining.
         if not frontend.ready:
@@ -146,18 +157,17 @@ def _info_routes(frontend: Frontend, metrics: TokenizerMetrics) -> APIRouter:
 
 
 def _install_api_key(app: FastAPI, api_key: str) -> None:
-    """401 without ``Authorization: Bearer <api_key>`` (constant-time compare), when one is set."""
+    """401 without ``Authorization: Bearer <api_key>`` (constant-time compare, the scheme in
+    any case; the gRPC door checks the same, ``security.ApiKeyInterceptor``), when one is set."""
     if not api_key:
         return
-    expected = f"Bearer {api_key}".encode()
 
     @app.middleware("http")
     async def _check_key(request: Request, call_next: Any) -> Response:
         path = request.url.path
         if request.method == "OPTIONS" or path in _OPEN_PATHS:
             return await call_next(request)
-        given = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
+        if not bearer_matches(request.headers.get("authorization", ""), api_key):
             body = error_body("invalid or missing API key", kind="authentication_error")
             body["error"]["code"] = "invalid_api_key"
             return JSONResponse(body, status_code=401)

@@ -25,6 +25,9 @@ class AttentionBackend(ABC):
     implements (a backend that cannot run in a graph refuses them and says
     ``supports_cuda_graphs = False``): ``init_cuda_graph_state`` once, before any capture, and
     ``prepare_captured_decode`` in place of ``prepare`` inside the captured forward.
+
+    ``windows`` are the model's distinct sliding windows (``ModelConfig.sliding_windows``): a
+    backend builds any per-window metadata once per step per window, never per layer.
     """
 
     name: str = ""
@@ -35,8 +38,11 @@ class AttentionBackend(ABC):
         """Why this backend cannot run on ``device`` (None: it can)."""
         return None
 
-    def __init__(self, kv_pool: KVPool, num_heads: int, head_dim: int) -> None:
+    def __init__(
+        self, kv_pool: KVPool, num_heads: int, head_dim: int, windows: tuple[int, ...] = ()
+    ) -> None:
         self.kv_pool, self.num_heads, self.head_dim = kv_pool, num_heads, head_dim
+        self.windows = tuple(sorted(set(windows) - {0}))
 
     @abstractmethod
     def prepare(self, ctx: ForwardContext) -> None: ...
@@ -62,5 +68,12 @@ class AttentionBackend(ABC):
         layer_id: int,
         scale: float,
         ctx: ForwardContext,
+        window: int = 0,
+        logit_cap: float = 0.0,
     ) -> torch.Tensor:
-        """``q [T, H, D]``, ``k``/``v [T, Hkv, D]`` -> ``[T, H, D]``."""
+        """``q [T, H, D]``, ``k``/``v [T, Hkv, D]`` -> ``[T, H, D]``.
+
+        ``scores = scale * q.k``, soft-capped to ``logit_cap * tanh(scores / logit_cap)`` when
+        ``logit_cap > 0``; with ``window`` W > 0 (one of ``self.windows``) a query at position p
+        sees only keys p - W < k <= p (transformers' ``sliding_window_overlay``).
+        """

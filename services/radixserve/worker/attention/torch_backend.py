@@ -4,6 +4,10 @@ Requests are padded into groups: each group gathers its requests' KV by slot fro
 ``req_to_token[row, :seq_len]`` into ``[B, max_kv, Hkv, D]`` and runs one SDPA call with a mask
 that is causal with an offset (query ``j`` of a request sits at position ``prefix_len + j``) and
 hides the padding. Groups keep ``B * max_kv`` bounded so a big batch never gathers too much.
+
+A sliding window W adds ``key_pos > q_pos - W`` to the mask (one mask per group per window, built
+in ``prepare``); a logit soft-cap runs the scores through ``cap * tanh(s / cap)`` before the mask
+and softmax (plain matmuls in float32: SDPA has no soft-cap).
 """
 
 from __future__ import annotations
@@ -34,8 +38,13 @@ class _Group:
     batch: int
     max_q: int
     kv_slots: torch.Tensor  # [B * max_kv] slots, row-major (garbage past seq_len is masked)
-    mask: torch.Tensor  # [B, 1, max_q, max_kv] bool, True = attend
+    masks: dict[int, torch.Tensor]  # window (0: full) -> [B, 1, max_q, max_kv] bool, True = attend
     pad_index: torch.Tensor | None  # [tokens] index into [B * max_q]; None when max_q == 1
+
+    def mask(self, window: int) -> torch.Tensor:
+        if window not in self.masks:
+            raise ValueError(f"sliding window {window} was not declared to the attention backend")
+        return self.masks[window]
 
 
 def _split(seq_lens: list[int]) -> list[tuple[int, int]]:
@@ -53,8 +62,10 @@ def _split(seq_lens: list[int]) -> list[tuple[int, int]]:
 class TorchAttentionBackend(AttentionBackend):
     name = "torch"
 
-    def __init__(self, kv_pool: KVPool, num_heads: int, head_dim: int) -> None:
-        super().__init__(kv_pool, num_heads, head_dim)
+    def __init__(
+        self, kv_pool: KVPool, num_heads: int, head_dim: int, windows: tuple[int, ...] = ()
+    ) -> None:
+        super().__init__(kv_pool, num_heads, head_dim, windows)
         from radixserve_kernels.store_kv import (
             store_kv_ref,  # the reference KV store (see layers.ops)
         )
@@ -83,14 +94,18 @@ class TorchAttentionBackend(AttentionBackend):
         q_pos = ctx.prefix_lens[b0:b1, None] + torch.arange(max_q, device=dev)[None, :]
         causal = key_pos[None, None, :] <= q_pos[:, :, None]
         valid = key_pos[None, :] < ctx.seq_lens[b0:b1, None]
-        mask = (causal & valid[:, None, :]).unsqueeze(1)
+        mask = causal & valid[:, None, :]
+        masks = {0: mask.unsqueeze(1)}
+        for w in self.windows:
+            in_window = key_pos[None, None, :] > q_pos[:, :, None] - w
+            masks[w] = (mask & in_window).unsqueeze(1)
         pad_index = None
         if max_q > 1:
             lens = torch.tensor(ctx.extend_lens_cpu[b0:b1], device=dev)
             req = torch.repeat_interleave(torch.arange(b1 - b0, device=dev), lens)
             start = ctx.qo_indptr[b0:b1].long() - t0
             pad_index = req * max_q + torch.arange(t1 - t0, device=dev) - start[req]
-        return _Group(t0, t1, b1 - b0, max_q, slots, mask, pad_index)
+        return _Group(t0, t1, b1 - b0, max_q, slots, masks, pad_index)
 
     def forward(
         self,
@@ -100,20 +115,23 @@ class TorchAttentionBackend(AttentionBackend):
         layer_id: int,
         scale: float,
         ctx: ForwardContext,
+        window: int = 0,
+        logit_cap: float = 0.0,
     ) -> torch.Tensor:
         k_buf, v_buf = ctx.kv_pool.layer(layer_id)
         self._store_kv(k_buf, v_buf, ctx.out_cache_loc, k, v)
         out = torch.empty_like(q)
         for g in ctx.attn_metadata:
             out[g.tok_start : g.tok_end] = self._attend(
-                q[g.tok_start : g.tok_end], k_buf, v_buf, g, scale
+                q[g.tok_start : g.tok_end], k_buf, v_buf, g, scale, window, logit_cap
             )
         return out
 
     @staticmethod
     def _attend(
-        q: torch.Tensor, k_buf: torch.Tensor, v_buf: torch.Tensor, g: _Group, scale: float
-    ) -> torch.Tensor:
+        q: torch.Tensor, k_buf: torch.Tensor, v_buf: torch.Tensor, g: _Group, scale: float,
+        window: int, logit_cap: float,
+    ) -> torch.Tensor:  # fmt: skip
         heads, dim = q.shape[1], q.shape[2]
         if g.pad_index is None:
             qp = q
@@ -126,8 +144,25 @@ class TorchAttentionBackend(AttentionBackend):
         kv_shape = (g.batch, -1, *k_buf.shape[1:])
         kp = k_buf.index_select(0, g.kv_slots).view(kv_shape).transpose(1, 2).to(q.dtype)
         vp = v_buf.index_select(0, g.kv_slots).view(kv_shape).transpose(1, 2).to(q.dtype)
-        o = F.scaled_dot_product_attention(
-            qp, kp, vp, attn_mask=g.mask, scale=scale, enable_gqa=kp.shape[1] != heads
-        )
+        if logit_cap > 0:
+            o = _capped_attention(qp, kp, vp, g.mask(window), scale, logit_cap)
+        else:
+            o = F.scaled_dot_product_attention(
+                qp, kp, vp, attn_mask=g.mask(window), scale=scale, enable_gqa=kp.shape[1] != heads
+            )
         o = o.transpose(1, 2).reshape(g.batch * g.max_q, heads, dim)
         return o if g.pad_index is None else o.index_select(0, g.pad_index)
+
+
+def _capped_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, scale: float, cap: float
+) -> torch.Tensor:
+    """``softmax(mask(cap * tanh(scale * q.k / cap))) @ v`` in float32; ``[B, H, M, D]`` q,
+    ``[B, Hkv, N, D]`` k/v (GQA: each KV head serves ``H / Hkv`` query heads)."""
+    rep = q.shape[1] // k.shape[1]
+    kf = k.float().repeat_interleave(rep, dim=1)
+    vf = v.float().repeat_interleave(rep, dim=1)
+    s = torch.matmul(q.float(), kf.transpose(-1, -2)) * scale
+    s = cap * torch.tanh(s / cap)
+    s = s.masked_fill(~mask, float("-inf"))
+    return torch.matmul(torch.softmax(s, dim=-1), vf).to(q.dtype)

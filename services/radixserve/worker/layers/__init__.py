@@ -3,7 +3,7 @@
 Sampling lives in ``services.worker.sampling`` (it needs per-request state).
 """
 
-from radixserve.worker.layers.activation import SiluAndMul
+from radixserve.worker.layers.activation import GeluAndMul, SiluAndMul, gated_activation
 from radixserve.worker.layers.embedding import LMHead, VocabEmbedding
 from radixserve.worker.layers.linear import (
     ColumnParallelLinear,
@@ -12,11 +12,13 @@ from radixserve.worker.layers.linear import (
     ReplicatedLinear,
     RowParallelLinear,
 )
-from radixserve.worker.layers.norm import RMSNorm
+from radixserve.worker.layers.norm import GemmaRMSNorm, RMSNorm
 from radixserve.worker.layers.rotary import RotaryEmbedding
 
 __all__ = [
     "ColumnParallelLinear",
+    "GeluAndMul",
+    "GemmaRMSNorm",
     "LMHead",
     "MergedColumnParallelLinear",
     "QKVParallelLinear",
@@ -26,4 +28,5 @@ __all__ = [
     "RowParallelLinear",
     "SiluAndMul",
     "VocabEmbedding",
+    "gated_activation",
 ]

@@ -1,4 +1,4 @@
-"""``--load-format dummy``: random weights of any Llama config, initialised on the device."""
+"""``--load-format dummy``: random weights of any supported config, initialised on the device."""
 
 from __future__ import annotations
 

@@ -39,6 +39,9 @@ def safetensors_files(model_dir: str) -> list[str]:
             shards = sorted(set(json.load(f)["weight_map"].values()))
         return [os.path.join(model_dir, s) for s in shards]
     files = sorted(glob.glob(os.path.join(model_dir, "*.safetensors")))
+    # NOTE: Mistral repos also ship their own-format consolidated.safetensors (other tensor names)
+    hf_files = [f for f in files if not os.path.basename(f).startswith("consolidated")]
+    files = hf_files or files
     if not files:
         raise FileNotFoundError(f"no *.safetensors files in {model_dir!r}")
     return files

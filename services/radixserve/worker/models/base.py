@@ -21,7 +21,9 @@ class CausalLM(nn.Module, ABC):
     The loader builds it as ``cls(config, max_position, ops=ops)``: ``ops`` (``layers.ops.Ops``)
     are the elementwise ops its layers call. ``stacked_params_mapping`` is the one table of
     checkpoint-name fusion:
-    ``(fused_param_name, checkpoint_name, shard_id)``; :meth:`load_weights` applies it.
+    ``(fused_param_name, checkpoint_name, shard_id)``; :meth:`load_weights` applies it. The
+    shard id ``"full"`` marks a tensor the checkpoint already holds fused (Phi-3's ``qkv_proj``):
+    the parameter's ``full_loader`` splits it and keeps this rank's shard of each part.
     """
 
     stacked_params_mapping: tuple[tuple[str, str, str | int], ...] = ()
@@ -54,7 +56,12 @@ class CausalLM(nn.Module, ABC):
                 logger.debug("skipping checkpoint tensor %s", name)
                 continue
             loader = getattr(param, "weight_loader", None)
-            if loader is None:
+            if shard_id == "full":
+                full_loader = getattr(param, "full_loader", None)
+                if full_loader is None:
+                    raise ValueError(f"{target} cannot take the fused checkpoint tensor {name}")
+                full_loader(param, tensor)
+            elif loader is None:
                 param.data.copy_(tensor)
             else:
                 loader(param, tensor, shard_id) if shard_id is not None else loader(param, tensor)
