@@ -16,7 +16,6 @@ from torch import nn
 from radixserve.worker.forward_context import ForwardContext
 from radixserve.worker.layers import (
     GemmaRMSNorm,
-    LMHead,
     MergedColumnParallelLinear,
     QKVParallelLinear,
     RotaryEmbedding,
@@ -27,7 +26,7 @@ from radixserve.worker.layers import (
 from radixserve.worker.layers.attention import PagedAttention
 from radixserve.worker.layers.ops import Ops
 from radixserve.worker.model_config import ModelConfig
-from radixserve.worker.models.base import CausalLM
+from radixserve.worker.models.llama import LlamaForCausalLM
 
 if TYPE_CHECKING:
     from radixserve.worker.parallel.group import TPGroup
@@ -168,34 +167,15 @@ class Gemma2Model(nn.Module):
         return self.norm(x)
 
 
-class Gemma2ForCausalLM(CausalLM):
-    model_cls: type[Gemma2Model] = Gemma2Model
-    stacked_params_mapping: tuple[tuple[str, str, str | int], ...] = (
-        ("qkv_proj", "q_proj", "q"),
-        ("qkv_proj", "k_proj", "k"),
-        ("qkv_proj", "v_proj", "v"),
-        ("gate_up_proj", "gate_proj", 0),
-        ("gate_up_proj", "up_proj", 1),
-    )
+class Gemma2ForCausalLM(LlamaForCausalLM):
+    """Llama's LM head and checkpoint names over Gemma 2's model, plus the final logit soft-cap."""
 
-    def __init__(
-        self,
-        config: ModelConfig,
-        max_position: int | None = None,
-        tp: TPGroup | None = None,
-        ops: Ops | None = None,
-    ) -> None:
-        super().__init__(config)
-        self.model = self.model_cls(config, max_position or config.max_position_embeddings, tp, ops)
-        self.lm_head = LMHead(config.vocab_size, config.hidden_size, group=tp)
-        if config.tie_word_embeddings:
-            self.lm_head.tie(self.model.embed_tokens)
+    model_cls = Gemma2Model  # type: ignore[assignment]
 
     def forward(
         self, input_ids: torch.Tensor, positions: torch.Tensor, ctx: ForwardContext
     ) -> torch.Tensor:
-        hidden = self.model(input_ids, positions, ctx)
-        logits = self.lm_head(hidden[ctx.logits_indices])
+        logits = super().forward(input_ids, positions, ctx)
         if logits is None:  # a TP follower
             return logits
         return softcap(logits, self.config.final_logit_softcapping)
