@@ -43,6 +43,19 @@ class Frontend:
 
     def ids_from_text(self, text: str, field_name: str = "prompt") -> list[int]:
         """The builder's ``ids_from_text``, refusing a text far over the context early."""
+        self._check_length(text, field_name)
+        return self.builder.ids_from_text(text, field_name)
+
+    async def tokenize(self, text: str, add_special_tokens: bool, field_name: str) -> list[int]:
+        """``/tokenize`` and gRPC ``Tokenize``: the same bound as a prompt (a text far over the
+        context is refused after tokenizing only its head), off the event loop when large."""
+        return await self.offload(len(text), self._encode, text, add_special_tokens, field_name)
+
+    def _encode(self, text: str, add_special_tokens: bool, field_name: str) -> list[int]:
+        self._check_length(text, field_name)
+        return self.tokenizer.encode(text, add_special_tokens=add_special_tokens)
+
+    def _check_length(self, text: str, field_name: str) -> None:
         ctx = self.info.max_context_len
         cap = (ctx + 2) * MAX_CHARS_PER_TOKEN
         if isinstance(text, str) and len(text) > cap:
@@ -52,7 +65,6 @@ class Frontend:
                     f"{len(text)} characters, more than the context ({ctx} tokens) holds",
                     field_name,
                 )
-        return self.builder.ids_from_text(text, field_name)
 
     async def offload(self, size: int, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``, in a worker thread when ``size`` (characters or ids) is large."""

@@ -143,7 +143,10 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
         self, request: tokenizer_pb2.TokenizeRequest, context: grpc.aio.ServicerContext
     ) -> tokenizer_pb2.TokenizeResponse:
         add = request.add_special_tokens if request.HasField("add_special_tokens") else True
-        ids = await self.fe.offload(len(request.text), self.fe.tokenizer.encode, request.text, add)
+        try:
+            ids = await self.fe.tokenize(request.text, add, "text")
+        except ValueError as exc:
+            await abort_with(context, exc)
         return tokenizer_pb2.TokenizeResponse(ids=ids)
 
     async def Detokenize(

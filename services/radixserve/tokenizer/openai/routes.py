@@ -109,7 +109,7 @@ def _token_routes(frontend: Frontend) -> APIRouter:
         elif body.tools is not None:
             raise InvalidArgument("need messages", "tools")
         elif body.prompt is not None:
-            ids = frontend.tokenizer.encode(body.prompt, add_special_tokens=body.add_special_tokens)
+            ids = await frontend.tokenize(body.prompt, body.add_special_tokens, "prompt")
         else:
             raise InvalidArgument("give prompt or messages", "prompt")
         info = frontend.info
