@@ -46,8 +46,10 @@ def test_too_many_in_flight_is_429_and_resource_exhausted(stack):
         thread = threading.Thread(target=long_one)
         thread.start()
         assert wait_for(lambda: manager.num_running == 1, timeout=30)
-        with pytest.raises(openai.RateLimitError):  # 429
+        with pytest.raises(openai.RateLimitError) as limited:  # 429
             _client(stack).completions.create(model=_model(stack), prompt="B", max_tokens=2)
+        # NOTE (issue 23): a 429 says when to retry.
+        assert limited.value.response.headers.get("retry-after") == "1"
         with grpc.insecure_channel(stack.tokenizer_address) as channel:
             stub = tok_grpc.TokenizerServiceStub(channel)
             req = tokenizer_pb2.GenerateRequest(

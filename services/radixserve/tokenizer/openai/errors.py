@@ -26,9 +26,15 @@ def error_body(
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
+# A 429 says when to come back (as TGI and OpenAI do): a request slot frees within about a second
+# under load; clients (the openai SDK among them) wait that long before they retry.
+RETRY_AFTER_SECONDS = 1
+
+
 def error_response(status: int, message: str, param: str | None, code: Any = None) -> JSONResponse:
     kind = "invalid_request_error" if status < 500 else "server_error"
-    return JSONResponse(error_body(message, param, kind, code), status_code=status)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 429 else None
+    return JSONResponse(error_body(message, param, kind, code), status_code=status, headers=headers)
 
 
 def engine_error(chunk: Chunk) -> JSONResponse:
