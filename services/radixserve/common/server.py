@@ -7,6 +7,7 @@ open; readiness (and ``""``) stay NOT_SERVING until the service calls :meth:`set
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -130,7 +131,9 @@ def run_service(
     async def serve() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        running = await start(cfg)
+        running = await _start_unless_stopped(start(cfg), stop)
+        if running is None:
+            return
         await stop.wait()
         drain = getattr(running, "drain", None)
         if drain is not None:
@@ -148,6 +151,25 @@ def run_service(
         # NOTE: a refusal to open, not a crash: one clear line and exit status 1, no traceback.
         logger.error("refusing to start", extra={"kv": {"why": str(exc)}})
         raise SystemExit(f"error: {exc}") from None
+
+
+async def _start_unless_stopped(
+    starting: Awaitable[RunningService], stop: asyncio.Event
+) -> RunningService | None:
+    """``starting``'s handle, or None when a SIGTERM/SIGINT came first: a start can wait minutes
+    for its peer (``--worker-wait-seconds``), and a signal then ends the process at once instead
+    of after that wait (issue 23)."""
+    start_task = asyncio.ensure_future(starting)
+    stop_task = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({start_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    if start_task.done():
+        stop_task.cancel()
+        return start_task.result()
+    logger.info("stopped during start-up")
+    start_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await start_task
+    return None
 
 
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
