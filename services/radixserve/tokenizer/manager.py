@@ -250,9 +250,16 @@ class RequestManager:
 
 
 async def _wait_until(event: asyncio.Event, seconds: float) -> bool:
-    """True when ``event`` is set within ``seconds``."""
+    """True when ``event`` is set within ``seconds``.
+
+    NOTE: not ``asyncio.wait_for``: on Python 3.11 it swallows a cancellation that lands as the
+    event is set (a decode step sets it every few ms), so a client that went away would not
+    abort its request; ``asyncio.wait`` lets the cancellation through."""
+    if event.is_set():
+        return True
+    waiter = asyncio.ensure_future(event.wait())
     try:
-        await asyncio.wait_for(event.wait(), max(seconds, 0.0))
-    except TimeoutError:
-        return event.is_set()
-    return True
+        await asyncio.wait({waiter}, timeout=max(seconds, 0.0))
+    finally:
+        waiter.cancel()
+    return event.is_set()

@@ -118,8 +118,13 @@ class OpenAIServing:
 async def collect(chunks: AsyncIterator[Chunk], n: int = 1) -> list[Chunk]:
     """One merged chunk per choice, by index."""
     totals = new_totals(n)
-    async for chunk in chunks:
-        totals[chunk.index].merge(chunk)
+    try:
+        async for chunk in chunks:
+            totals[chunk.index].merge(chunk)
+    finally:
+        # NOTE: a cancelled collect (the client went away) closes the stream now, which aborts
+        # the request upstream; `async for` alone leaves that to the garbage collector.
+        await chunks.aclose()  # type: ignore[attr-defined]
     for total in totals:
         if total.finish_reason is None:
             total.finish_reason = "abort"
