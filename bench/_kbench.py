@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import statistics
+import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
+import triton
 import triton.testing
 
 MiB = 1 << 20
@@ -136,3 +141,42 @@ class Runner:
         self.rows.append(row)
         print(row.line(), flush=True)
         return row
+
+    def run(self, sections: dict[str, Callable[[Runner], None]], names: list[str]) -> None:
+        """Each named section in turn; a failing one is reported and the rest still run."""
+        for name in names:
+            try:
+                sections[name](self)
+            except Exception:
+                traceback.print_exc()
+            torch.cuda.empty_cache()
+
+
+def gpu_slug(name: str) -> str:
+    """A short tag of the GPU's name for result file names (``h200``)."""
+    for tag in ("H100", "H200", "A100", "L40S", "B200"):
+        if tag in name:
+            return tag.lower()
+    return name.split()[-1].lower()
+
+
+def write_results(
+    prefix: str, gpu: str, ceil: Ceilings, runner: Runner, t0: float, out: str | None, **extra
+) -> str:
+    """One benchmark run as JSON (``bench/results/<prefix>-<gpu>.json`` unless ``out``)."""
+    result = {
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "ceilings": {"copy_gbps": ceil.copy_gbps, "matmul_tflops": ceil.matmul_tflops},
+        "rows": [row.as_dict() for row in runner.rows],
+        **extra,
+        "wall_s": time.time() - t0,
+    }
+    here = os.path.dirname(__file__)
+    path = out or os.path.join(here, "results", f"{prefix}-{gpu_slug(gpu)}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    return path

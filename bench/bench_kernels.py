@@ -13,12 +13,10 @@ removes launch gaps as a graph-captured decode step does. Bytes are the fewest a
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import time
-import traceback
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +24,7 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "services"), os.path.join(ROOT, "kernels")]  # source roots
 
-from bench._kbench import Row, Runner, measure_ceilings, rotation_sets  # noqa: E402
+from bench._kbench import Row, Runner, measure_ceilings, rotation_sets, write_results  # noqa: E402
 from radixserve_kernels import (  # noqa: E402
     build_cos_sin_cache,
     build_kv_indices,
@@ -419,13 +417,6 @@ def evaluate_targets(rows: list[Row]) -> list[dict]:
     return out
 
 
-def gpu_slug(name: str) -> str:
-    for tag in ("H100", "H200", "A100", "L40S", "B200"):
-        if tag in name:
-            return tag.lower()
-    return name.split()[-1].lower()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -443,31 +434,9 @@ def main() -> None:
     ceil = measure_ceilings()
     print(f"# {name}: copy {ceil.copy_gbps:.0f} GB/s, bf16 matmul {ceil.matmul_tflops:.0f} TFLOP/s")
     runner = Runner(ceil, args.quick)
-    for sec in args.only.split(","):
-        try:
-            SECTIONS[sec](runner)
-        except Exception:
-            traceback.print_exc()
-        torch.cuda.empty_cache()
+    runner.run(SECTIONS, args.only.split(","))
     targets = evaluate_targets(runner.rows)
-    import triton
-
-    result = {
-        "gpu": name,
-        "torch": torch.__version__,
-        "triton": triton.__version__,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "ceilings": {"copy_gbps": ceil.copy_gbps, "matmul_tflops": ceil.matmul_tflops},
-        "rows": [row.as_dict() for row in runner.rows],
-        "targets": targets,
-        "wall_s": time.time() - t0,
-    }
-    path = args.out or os.path.join(
-        os.path.dirname(__file__), "results", f"kernels-{gpu_slug(name)}.json"
-    )
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
+    path = write_results("kernels", name, ceil, runner, t0, args.out, targets=targets)
     print("# targets")
     for t in targets:
         val = "n/a" if t["value"] is None else f"{t['value']:.3f}"

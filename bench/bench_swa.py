@@ -20,11 +20,9 @@ the call must move (the K/V it attends to, plus q and o); FLOPs count the visibl
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-import traceback
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +30,7 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "services"), os.path.join(ROOT, "kernels")]  # source roots
 
-from bench._kbench import Row, Runner, measure_ceilings  # noqa: E402
+from bench._kbench import Row, Runner, measure_ceilings, write_results  # noqa: E402
 from radixserve_kernels import (  # noqa: E402
     build_kv_indices,
     build_kv_indptr,
@@ -236,13 +234,6 @@ def summary(rows: list[Row]) -> list[str]:
     return lines
 
 
-def gpu_slug(name: str) -> str:
-    for tag in ("H100", "H200", "A100", "L40S", "B200"):
-        if tag in name:
-            return tag.lower()
-    return name.split()[-1].lower()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/swa-<gpu>.json)")
@@ -259,33 +250,11 @@ def main() -> None:
     ceil = measure_ceilings()
     print(f"# {name}: copy {ceil.copy_gbps:.0f} GB/s, bf16 matmul {ceil.matmul_tflops:.0f} TFLOP/s")
     runner = Runner(ceil, args.quick)
-    for sec in args.only.split(","):
-        try:
-            SECTIONS[sec](runner)
-        except Exception:
-            traceback.print_exc()
-        torch.cuda.empty_cache()
+    runner.run(SECTIONS, args.only.split(","))
     lines = summary(runner.rows)
     print("# decode, CUDA-graph time per call: full KV against the window only")
     print("\n".join(lines))
-    import triton
-
-    result = {
-        "gpu": name,
-        "torch": torch.__version__,
-        "triton": triton.__version__,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "ceilings": {"copy_gbps": ceil.copy_gbps, "matmul_tflops": ceil.matmul_tflops},
-        "rows": [row.as_dict() for row in runner.rows],
-        "summary": lines,
-        "wall_s": time.time() - t0,
-    }
-    path = args.out or os.path.join(
-        os.path.dirname(__file__), "results", f"swa-{gpu_slug(name)}.json"
-    )
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
+    path = write_results("swa", name, ceil, runner, t0, args.out, summary=lines)
     print(f"# wrote {path} in {time.time() - t0:.0f}s")
 
 

@@ -42,6 +42,7 @@ from radixserve.common.errors import InvalidArgument
 from radixserve.v1 import worker_pb2
 
 MAX_TOP_LOGPROBS = 20
+MAX_RID_BYTES = 256  # a longer request id is refused at both doors and at the scheduler
 INT32_MAX = 2**31 - 1
 GREEDY_BELOW = 1e-5  # temperatures below this sample greedily (dividing by them overflows)
 CONSTRAINT_KINDS = ("json_schema", "regex", "ebnf", "choice")

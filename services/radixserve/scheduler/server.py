@@ -12,7 +12,7 @@ import grpc
 from radixserve.common.aio import wait_while
 from radixserve.common.metrics import serve_metrics
 from radixserve.common.server import ServiceServer
-from radixserve.common.types import ModelInfo
+from radixserve.common.types import MAX_RID_BYTES, ModelInfo
 from radixserve.common.wire import scheduler as wire
 from radixserve.common.wire.common import model_info_to_pb
 from radixserve.scheduler.clients import WorkerClient
@@ -26,7 +26,6 @@ from radixserve.scheduler.scheduler import Scheduler
 from radixserve.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 logger = logging.getLogger(__name__)
-MAX_RID_BYTES = 256
 SERVICE = scheduler_pb2.DESCRIPTOR.services_by_name["SchedulerService"].full_name
 
 

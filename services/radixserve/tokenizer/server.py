@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -28,6 +26,7 @@ from radixserve.tokenizer.frontend import Frontend
 from radixserve.tokenizer.limits import Limits
 from radixserve.tokenizer.manager import Chunk, RequestManager
 from radixserve.tokenizer.metrics import TokenizerMetrics
+from radixserve.tokenizer.ownership import Owners
 from radixserve.tokenizer.pool import SchedulerPool
 from radixserve.tokenizer.prompts import GenerateInput, PromptBuilder
 from radixserve.tokenizer.samples import check_n
@@ -43,11 +42,7 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
     def __init__(self, frontend: Frontend, metrics: TokenizerMetrics) -> None:
         self.fe = frontend
         self.serving = Serving(frontend.manager, metrics)
-        # NOTE (ownership, issue 23): every request runs under a fresh server rid; a client's
-        # own rid is a name inside its caller's namespace, so a live rid of another caller is
-        # never seen (no "already running" oracle) and only its owner can abort it.
-        self.owners: dict[str, _Owner] = {}  # server rid -> who started it
-        self.named: dict[tuple[str, str], str] = {}  # (owner key, client rid) -> server rid
+        self.owners = Owners()  # who may abort which request (ownership.py, issue 23)
 
     def _input(self, request: tokenizer_pb2.GenerateRequest) -> tuple[GenerateInput, ChatPlan]:
         """The request to run, and its chat's tool plan (the HTTP API's, through the same
@@ -90,13 +85,8 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
     async def Generate(
         self, request: tokenizer_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[tokenizer_pb2.GenerateResponse]:
-        owner = _Owner(_identity(context), secrets.token_hex(16))
-        name = (owner.key, request.rid)
         try:
-            _check_rid(request.rid)
-            if request.rid and name in self.named:
-                # Only the same API key can get here (anonymous owners never share a key).
-                raise InvalidArgument(f"rid: {request.rid!r} is already running", "rid")
+            owner = self.owners.new(context, request.rid)
             self.fe.manager.check_accepting()
             n = check_n(request.n) if request.HasField("n") else 1
             req, chat = await self.fe.offload(request.ByteSize(), self._input, request)
@@ -104,9 +94,7 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
         except (ValueError, RequestError) as exc:
             await abort_with(context, exc)
         shown = request.rid or req.rid
-        self.owners[req.rid] = owner
-        if request.rid:
-            self.named[name] = req.rid
+        self.owners.add(req.rid, owner)
         await context.send_initial_metadata(((OWNER_HEADER, owner.ticket),))
         # NOTE: a client that cancels (or whose deadline passes) cancels this coroutine; closing
         # the stream aborts the request upstream.
@@ -134,9 +122,7 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
                         code = grpc.StatusCode.RESOURCE_EXHAUSTED
                     await context.abort(code, chunk.error)
         finally:
-            self.owners.pop(req.rid, None)
-            if self.named.get(name) == req.rid:
-                del self.named[name]
+            self.owners.remove(req.rid)
             await chunks.aclose()  # type: ignore[attr-defined]
 
     async def Tokenize(
@@ -172,61 +158,14 @@ class TokenizerServicer(tokenizer_pb2_grpc.TokenizerServiceServicer):
     async def Abort(
         self, request: tokenizer_pb2.AbortRequest, context: grpc.aio.ServicerContext
     ) -> tokenizer_pb2.AbortResponse:
-        # NOTE: only the request's owner may abort it (see __init__ and _Owner). Any other rid
-        # (someone else's, an HTTP request's, a finished or unknown one) answers found=false and
-        # nothing happens: the same answer for all, so Abort tells no one which rids exist.
+        # NOTE: only the request's owner may abort it (ownership.py). Any other rid (someone
+        # else's, an HTTP request's, a finished or unknown one) answers found=false and nothing
+        # happens: the same answer for all, so Abort tells no one which rids exist.
         base, sep, sample = request.rid.partition("#")
-        rid = self._owned(base, _identity(context), _metadata(context, OWNER_HEADER))
+        rid = self.owners.find(context, base)
         if not request.rid or rid is None:
             return tokenizer_pb2.AbortResponse(found=False)
         return tokenizer_pb2.AbortResponse(found=self.fe.manager.abort(rid + sep + sample))
-
-    def _owned(self, rid: str, identity: str, ticket: str) -> str | None:
-        """The server rid of ``rid`` when the caller owns it: by its API key (``identity``), by
-        the ticket Generate sent it, or, for a rid the server chose, by knowing that rid (128
-        random bits only its caller was told) under the same identity."""
-        for key in (identity, ticket):
-            if key and (key, rid) in self.named:
-                return self.named[(key, rid)]
-        owner = self.owners.get(rid)
-        if owner is not None and owner.identity == identity and rid not in self.named.values():
-            return rid
-        return None
-
-
-MAX_RID_BYTES = 256
-
-
-@dataclass(frozen=True)
-class _Owner:
-    """Who started a request: ``identity`` (a digest of the API key it presented; empty when
-    anonymous) and a ticket issued to it alone."""
-
-    identity: str
-    ticket: str
-
-    @property
-    def key(self) -> str:
-        """The namespace of the caller's own rids: its key, else (anonymous) its ticket."""
-        return self.identity or self.ticket
-
-
-def _metadata(context: grpc.aio.ServicerContext, name: str) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == name:
-            return value if isinstance(value, str) else value.decode("latin-1")
-    return ""
-
-
-def _identity(context: grpc.aio.ServicerContext) -> str:
-    """The caller's identity: a digest of its bearer credential (the API key), or empty."""
-    token = _metadata(context, "authorization").strip().partition(" ")[2].strip()
-    return hashlib.sha256(token.encode()).hexdigest()[:32] if token else ""
-
-
-def _check_rid(rid: str) -> None:
-    if len(rid.encode()) > MAX_RID_BYTES:
-        raise InvalidArgument(f"rid: longer than {MAX_RID_BYTES} bytes", "rid")
 
 
 def _says_nothing(chunk: Chunk) -> bool:

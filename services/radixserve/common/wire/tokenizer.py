@@ -19,12 +19,17 @@ from radixserve.v1 import tokenizer_pb2
 OWNER_HEADER = "x-radixserve-owner"
 
 
-def owner_ticket(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
-    """The owner ticket in a call's initial metadata ("" when there is none)."""
+def metadata_value(metadata: Iterable[tuple[str, str | bytes]] | None, name: str) -> str:
+    """The value of ``name`` in gRPC call metadata ("" when absent)."""
     for key, value in metadata or ():
-        if key == OWNER_HEADER:
+        if key == name:
             return value if isinstance(value, str) else value.decode("latin-1")
     return ""
+
+
+def owner_ticket(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """The owner ticket in a call's initial metadata ("" when there is none)."""
+    return metadata_value(metadata, OWNER_HEADER)
 
 
 _MODES = {

@@ -81,14 +81,25 @@ class TritonAttentionBackend(AttentionBackend):
         )
         windowed = {}
         if decode:  # extend masks the window in the kernel over the whole prefix
+            longest = max(ctx.seq_lens_cpu, default=0)
             for w in self.windows:
+                if longest <= w:  # every request fits its window: the full indices are it
+                    windowed[w] = (indptr, indices)
+                    continue
                 total_w = sum(min(n, w) for n in ctx.seq_lens_cpu)
-                ind_w = torch.empty(max(total_w, 1), dtype=torch.int32, device=dev)
-                windowed[w] = self._k.build_kv_indices(
-                    ctx.req_to_token, ctx.req_rows, ctx.seq_lens,
-                    self._k.build_kv_indptr(ctx.seq_lens, w), ind_w, window=w,
-                )  # fmt: skip
+                buf = torch.empty(max(total_w, 1), dtype=torch.int32, device=dev)
+                windowed[w] = self._windowed_indices(ctx, w, buf)
         ctx.attn_metadata = _Meta(decode, indptr, indices, ctx.max_extend_len, windowed)
+
+    def _windowed_indices(
+        self, ctx: ForwardContext, window: int, buf: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each request's last ``min(L, window)`` slots into ``buf``; device-only (its indptr is
+        a clamp and a cumsum on the device), so it is captured in a graph as well."""
+        return self._k.build_kv_indices(
+            ctx.req_to_token, ctx.req_rows, ctx.seq_lens,
+            self._k.build_kv_indptr(ctx.seq_lens, window), buf, window=window,
+        )  # fmt: skip
 
     def init_cuda_graph_state(self, max_bs: int, max_context_len: int) -> None:
         dev = self.kv_pool.k_bufs[0].device
@@ -110,13 +121,9 @@ class TritonAttentionBackend(AttentionBackend):
         indptr, indices = self._k.build_kv_indices(
             ctx.req_to_token, ctx.req_rows, ctx.seq_lens, ctx.kv_indptr, self._graph_kv_indices
         )
-        windowed = {}
-        for w, buf in self._graph_window_indices.items():
-            # NOTE: build_kv_indptr is device-only (clamp + cumsum): captured, no host sync.
-            windowed[w] = self._k.build_kv_indices(
-                ctx.req_to_token, ctx.req_rows, ctx.seq_lens,
-                self._k.build_kv_indptr(ctx.seq_lens, w), buf, window=w,
-            )  # fmt: skip
+        windowed = {
+            w: self._windowed_indices(ctx, w, buf) for w, buf in self._graph_window_indices.items()
+        }
         ctx.attn_metadata = _Meta(True, indptr, indices, 1, windowed)
 
     def forward(
